@@ -1,0 +1,108 @@
+"""Atomic, resumable checkpoints shared by the training stages (warm-up, search, retrain).
+
+A stage keeps its checkpoint outside its declared outputs, so Snakemake never deletes it
+after a kill; it writes to a temporary file and renames it, so a kill never leaves a torn
+file. Everything is loaded with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or model file that cannot be used; the message names the file and the fix."""
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss; the last good checkpoint is kept."""
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file beside `path`, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def safe_load(path: str | os.PathLike, what: str = "checkpoint") -> dict:
+    """torch.load(weights_only=True); a missing, corrupt or foreign file raises CheckpointError."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{what} {path} does not exist; run the stage that writes it first")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a torn or foreign file
+        raise CheckpointError(
+            f"{what} {path} is corrupt or not a file e2nas wrote ({type(exc).__name__}: {str(exc)[:200]}); "
+            f"delete it and rerun the stage that writes it"
+        ) from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{what} {path} holds a {type(obj).__name__}, not an e2nas dict; delete it and rerun")
+    return obj
+
+
+def check_same_config(saved: dict, expected: dict, path: str | os.PathLike, what: str = "checkpoint") -> None:
+    """Raise CheckpointError if a file was written under other settings than `expected`."""
+    diff = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
+    if diff:
+        detail = ", ".join(f"{k}: file {saved.get(k)!r} vs config {expected.get(k)!r}" for k in diff[:5])
+        raise CheckpointError(
+            f"{what} {path} was written with other settings ({detail}); delete it to start over, "
+            f"or restore the config it was made with"
+        )
+
+
+def rng_state(generators: dict[str, torch.Generator]) -> dict:
+    """Global torch and Python RNG states plus those of the named generators."""
+    return {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        **{f"gen_{k}": g.get_state() for k, g in generators.items()},
+    }
+
+
+def set_rng_state(state: dict, generators: dict[str, torch.Generator]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    for k, g in generators.items():
+        g.set_state(state[f"gen_{k}"])
+
+
+def check_finite(value: float, epoch: int, checkpoint: str | os.PathLike | None) -> None:
+    """Stop a diverging run with an error naming the epoch and the checkpoint that is kept."""
+    if not math.isfinite(value):
+        kept = f"the last good checkpoint {checkpoint} is kept" if checkpoint else "nothing was saved"
+        raise DivergedError(
+            f"training diverged in epoch {epoch} (loss {value}); {kept}. Lower the learning rate in the config and rerun"
+        )
+
+
+class EpochCheckpoint:
+    """One resumable training state per stage invocation: {"epoch", "config", ...state}.
+
+    `config` is the dict of settings that must match for a resume to be valid.
+    """
+
+    def __init__(self, path: str | os.PathLike, config: dict):
+        self.path = Path(path)
+        self.config = config
+
+    def load(self) -> dict | None:
+        """The saved state, or None when there is none; a mismatched one raises CheckpointError."""
+        if not self.path.exists():
+            return None
+        state = safe_load(self.path, "checkpoint")
+        check_same_config(state.get("config", {}), self.config, self.path, "checkpoint")
+        return state
+
+    def save(self, epoch: int, **state: Any) -> None:
+        atomic_save({"epoch": epoch, "config": self.config, **state}, self.path)
