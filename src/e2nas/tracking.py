@@ -23,6 +23,8 @@ from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
+from filelock import FileLock
+
 try:
     import mlflow
     from mlflow.entities import Metric, Param, RunTag
@@ -89,9 +91,17 @@ def _client(results_dir: str | os.PathLike = RESULTS_DIR) -> "MlflowClient":
     if uri.startswith("http"):
         for k, v in HTTP_DEFAULTS.items():
             os.environ.setdefault(k, v)
-    else:
-        Path(results_dir).mkdir(parents=True, exist_ok=True)
-    return retry_locked(MlflowClient)(tracking_uri=uri)
+        return MlflowClient(tracking_uri=uri)
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=uri)
+    # Opening a fresh SQLite file creates its schema; jobs that start together would race on
+    # it, so opening the store and its first query are serialised by a lock file beside it.
+    db = Path(uri[len("sqlite:///") :])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(db) + ".lock"):
+        client = retry_locked(MlflowClient)(tracking_uri=uri)
+        _call(uri, client.search_experiments, max_results=1)
+    return client
 
 
 def _call(uri: str, fn: Callable, *args, **kwargs):
@@ -112,10 +122,8 @@ def init_store(results_dir: str | os.PathLike = RESULTS_DIR) -> str | None:
     if mlflow is None:
         log.warning("MLflow is not installed: tracking is off")
         return None
-    client = _client(results_dir)
-    uri = tracking_uri(results_dir)
-    _call(uri, client.search_experiments, max_results=1)
-    return uri
+    _client(results_dir)
+    return tracking_uri(results_dir)
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:

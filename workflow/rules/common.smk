@@ -9,8 +9,12 @@ import yaml
 
 ROOT = Path(workflow.basedir)
 RESULTS = f"results/{config['run']}"
-PYTHON = shlex.quote(sys.executable)
 FINISH_SCRIPT = shlex.quote(str(ROOT / "workflow" / "scripts" / "finish_stage_run.py"))
+CONDA_ENV = str(ROOT / "envs" / "e2nas.yaml")
+
+# Jobs call `python` from PATH: Snakemake's own interpreter (e.g. .venv/bin) comes first,
+# unless --use-conda activates the rule's env in front of it.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 # One id per `snakemake` call, inherited by every job: MLflow groups a pipeline's runs by it.
 os.environ.setdefault("E2NAS_INVOCATION", uuid.uuid4().hex[:12])
@@ -19,10 +23,11 @@ os.environ.setdefault("E2NAS_INVOCATION", uuid.uuid4().hex[:12])
 # YAML document; the step after papermill logs the executed notebook (also on failure) and
 # ends the stage's MLflow run; the job then exits with papermill's status.
 NOTEBOOK_SHELL = (
-    "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; rc=0; "
-    f"{PYTHON} -m papermill {{input.notebook:q}} {{log.notebook:q}} --kernel python3 "
+    "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
+    f"PYTHONPATH={shlex.quote(str(ROOT / 'src'))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; rc=0; "
+    "python -m papermill {input.notebook:q} {log.notebook:q} --kernel python3 "
     "--parameters_yaml {params.yaml:q} --log-output --no-progress-bar || rc=$?; "
-    f"{PYTHON} {FINISH_SCRIPT} {{log.notebook:q}} {{params.yaml:q}} $rc; exit $rc"
+    f"python {FINISH_SCRIPT} {{log.notebook:q}} {{params.yaml:q}} $rc; exit $rc"
 )
 
 

@@ -15,5 +15,7 @@ rule build_graphs:
             "build_graphs", "{space}", wc, output, {"space": wc.space}, space=wc.space
         ),
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         NOTEBOOK_SHELL

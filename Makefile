@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make run` (the default pipeline) and `make test`.
+# Both create .venv and install the pinned requirements first (constraints.txt).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CORES ?= 8
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+# The NB201 accuracy table: your own via E2NAS_NB201_TABLE, else the copy beside the checkout.
+export E2NAS_NB201_TABLE ?= $(wildcard $(CURDIR)/../shared/benchmarks/nb201_test_accuracy.csv)
+
+.PHONY: setup data run test test-fast mlflow-ui clean-venv
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed data
+
+# Fashion-MNIST from Debian's package (needs root), unless E2NAS_DATA_DIR points elsewhere.
+data:
+	@if [ -z "$$E2NAS_DATA_DIR" ] && [ ! -d $(FASHION_MNIST) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq dataset-fashion-mnist; fi; \
+	fi
+
+run: setup
+	$(VENV)/bin/snakemake --cores $(CORES)
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+mlflow-ui: setup
+	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///results/mlflow.db
+
+clean-venv:
+	rm -rf $(VENV)
