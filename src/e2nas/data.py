@@ -1,0 +1,468 @@
+"""Image datasets as resident tensors, NAS-Bench-201's data split, and batch augmentation.
+
+Every dataset is decoded once into normalised float tensors (N, C, H, W) on the CPU; training
+moves them to the device once and augments whole batches there, because a per-sample PIL
+pipeline on a 2-core machine would dominate every stage.
+
+Where the files are looked for (the first folder that holds them wins):
+  1. the `root` argument, else `$E2NAS_DATA_DIR`, else the dataset's default
+     (fashion-mnist: the Debian package's /usr/share/datasets/fashion-mnist);
+  2. the cache folder (`cache_dir`, else `$E2NAS_DATA_DIR`, else results/data-cache), which holds
+     what e2nas decompressed or torchvision downloaded there before.
+When none holds them and `download` allows it, torchvision downloads fashion-mnist and CIFAR
+into the cache (machines without a network fail fast and get a DatasetError saying what to do).
+
+NAS-Bench-201's protocol: the training set is split into two seeded halves, one to train the
+supernet weights and one for the architecture; the test set is held back for the final stage.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import math
+import os
+import pickle
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.datasets import CIFAR10, CIFAR100, FashionMNIST
+
+from e2nas.checkpoint import CheckpointError, atomic_save, safe_load
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagenet16-120")
+ENV_VAR = "E2NAS_DATA_DIR"
+DEFAULT_CACHE = "results/data-cache"
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+FASHION_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+IMAGENET16_FILES = tuple(f"train_data_batch_{i}" for i in range(1, 11)) + ("val_data",)
+IMAGENET16_CLASSES = 120  # NB201's ImageNet16-120 keeps the first 120 of the 1000 classes
+
+
+@dataclass(frozen=True)
+class _Spec:
+    num_classes: int
+    in_channels: int
+    image_size: int
+    mean: tuple[float, ...]  # per-channel, on the 0..1 scale
+    std: tuple[float, ...]
+    pad: int  # crop padding for augmentation
+
+
+# Normalisation constants as NAS-Bench-201 uses them (Fashion-MNIST: its training-set statistics).
+_SPECS = {
+    "fashion-mnist": _Spec(10, 1, 28, (0.2860,), (0.3530,), pad=2),
+    "cifar10": _Spec(
+        10, 3, 32, tuple(v / 255 for v in (125.3, 123.0, 113.9)), tuple(v / 255 for v in (63.0, 62.1, 66.7)), pad=4
+    ),
+    "cifar100": _Spec(
+        100, 3, 32, tuple(v / 255 for v in (129.3, 124.1, 112.4)), tuple(v / 255 for v in (68.2, 65.4, 70.4)), pad=4
+    ),
+    "imagenet16-120": _Spec(
+        IMAGENET16_CLASSES,
+        3,
+        16,
+        tuple(v / 255 for v in (122.68, 116.66, 104.00)),
+        tuple(v / 255 for v in (63.22, 61.26, 65.09)),
+        pad=2,
+    ),
+}
+
+
+class DatasetError(RuntimeError):
+    """Dataset files that cannot be found or read; the message names the places looked and the fix."""
+
+
+@dataclass
+class ImageData:
+    """A decoded dataset: normalised float32 images (N, C, H, W) and long labels, on the CPU."""
+
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: int
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    augment: bool  # whether training uses random crop + horizontal flip
+    pad: int  # zero padding of the random crop
+
+
+# ---------------------------------------------------------------- where the files are
+
+
+def _data_env() -> str | None:
+    return os.environ.get(ENV_VAR) or None
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Explicit argument > $E2NAS_DATA_DIR > results/data-cache."""
+    return Path(cache_dir or _data_env() or DEFAULT_CACHE)
+
+
+def _search_dirs(name: str, root, cache: Path) -> list[Path]:
+    """Folders to look in, in order: root (or $E2NAS_DATA_DIR, or the default), then the cache."""
+    if root is not None:
+        dirs = [Path(root)]
+    elif _data_env():
+        dirs = [Path(_data_env())]
+        if name == "fashion-mnist":
+            dirs.append(Path(DEBIAN_FASHION_MNIST))  # $E2NAS_DATA_DIR may only serve as the cache
+    else:
+        dirs = [Path(DEBIAN_FASHION_MNIST)] if name == "fashion-mnist" else []
+    return list(dict.fromkeys([*dirs, cache]))  # ordered, without repeats
+
+
+def _missing(name: str, looked: list[str], fix: str, cause: str = "") -> DatasetError:
+    places = "\n".join(f"  - {p}" for p in looked)
+    why = f"\n{cause}" if cause else ""
+    return DatasetError(f"dataset {name!r} not found; looked in:\n{places}{why}\nTo get it: {fix}")
+
+
+def _try_download(name: str, download: bool | None, attempt) -> tuple[object | None, str]:
+    """Run torchvision's download when allowed; (dataset or None, why it failed)."""
+    if download is False:
+        return None, "(download disabled)"
+    try:
+        return attempt(), ""
+    except Exception as exc:  # URLError, RuntimeError, OSError, depending on where it fails
+        return None, f"torchvision download failed: {type(exc).__name__}: {str(exc)[:300].strip()}"
+
+
+# ---------------------------------------------------------------- fashion-mnist
+
+
+def _decompress(src: Path, dst: Path) -> None:
+    """Gunzip `src` to `dst` through a temporary file, so parallel jobs never see a torn file."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
+        shutil.copyfileobj(fin, fout, length=1 << 20)
+    os.replace(tmp, dst)
+    log.info("decompressed %s into %s", src, dst)
+
+
+def _fashion_raw(folder: Path) -> Path:
+    return folder / "FashionMNIST" / "raw"
+
+
+def _has_all(folder: Path, names, suffix: str = "") -> bool:
+    return all((folder / f"{n}{suffix}").is_file() for n in names)
+
+
+def _fashion_root(folder: Path, cache: Path) -> Path | None:
+    """A torchvision root holding Fashion-MNIST from `folder`, decompressing gzipped files into `cache`.
+
+    `folder` may hold torchvision's layout (FashionMNIST/raw/), or the gzipped IDX files
+    directly or under fashion-mnist/ (the Debian package's layout).
+    """
+    if _has_all(_fashion_raw(folder), FASHION_FILES):
+        return folder
+    for gz_dir in (folder, folder / "fashion-mnist"):
+        if _has_all(gz_dir, FASHION_FILES, ".gz"):
+            for n in FASHION_FILES:
+                src, dst = gz_dir / f"{n}.gz", _fashion_raw(cache) / n
+                # Decompress once; again only when the source is newer than the cached copy.
+                if not dst.is_file() or dst.stat().st_mtime < src.stat().st_mtime:
+                    _decompress(src, dst)
+            return cache
+    return None
+
+
+def _load_fashion(root, cache: Path, download: bool | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    looked = _search_dirs("fashion-mnist", root, cache)
+    tv_root = next((r for r in (_fashion_root(d, cache) for d in looked) if r is not None), None)
+    if tv_root is None:
+        ok, cause = _try_download("fashion-mnist", download, lambda: FashionMNIST(cache, train=True, download=True))
+        if ok is None:
+            raise _missing(
+                "fashion-mnist",
+                [str(d) for d in looked],
+                f"`apt-get install dataset-fashion-mnist` (installs {DEBIAN_FASHION_MNIST}), or set {ENV_VAR} "
+                f"to a folder holding the four *-ubyte.gz IDX files, or run where there is a network so "
+                f"torchvision downloads them into {cache}",
+                cause,
+            )
+        tv_root = cache
+    log.info("fashion-mnist from %s", tv_root)
+    try:
+        train, test = FashionMNIST(tv_root, train=True), FashionMNIST(tv_root, train=False)
+    except Exception as exc:
+        raise DatasetError(
+            f"fashion-mnist files under {_fashion_raw(tv_root)} are unreadable ({type(exc).__name__}: {exc}); "
+            f"delete them and load again"
+        ) from None
+    # torchvision keeps (N, 28, 28) uint8 images and long labels.
+    return train.data.unsqueeze(1), train.targets.long(), test.data.unsqueeze(1), test.targets.long()
+
+
+# ---------------------------------------------------------------- cifar10 / cifar100
+
+
+def _no_md5(cls):
+    """torchvision's CIFAR reader without its md5 check of the official files.
+
+    The reader stays torchvision's; only the check goes, so subsets and the tests' small files in
+    the same format load too. Downloads still verify the archive's md5.
+    """
+    return type(
+        f"_Local{cls.__name__}",
+        (cls,),
+        {
+            "train_list": [[f, None] for f, _ in cls.train_list],
+            "test_list": [[f, None] for f, _ in cls.test_list],
+            "meta": {**cls.meta, "md5": None},
+        },
+    )
+
+
+_CIFAR = {"cifar10": _no_md5(CIFAR10), "cifar100": _no_md5(CIFAR100)}
+
+
+def _cifar_files(cls) -> list[str]:
+    return [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+
+
+def _load_cifar(name: str, root, cache: Path, download: bool | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    cls = _CIFAR[name]
+    looked = _search_dirs(name, root, cache)
+    tv_root = next((d for d in looked if _has_all(d / cls.base_folder, _cifar_files(cls))), None)
+    if tv_root is None:
+        ok, cause = _try_download(name, download, lambda: cls(cache, train=True, download=True))
+        if ok is None:
+            raise _missing(
+                name,
+                [str(d / cls.base_folder) for d in looked],
+                f"set {ENV_VAR} to the folder that holds {cls.base_folder}/ (the python version from "
+                f"{cls.url}, unpacked), or run where there is a network so torchvision downloads it into {cache}",
+                cause,
+            )
+        tv_root = cache
+    log.info("%s from %s", name, tv_root / cls.base_folder)
+    try:
+        train, test = cls(tv_root, train=True), cls(tv_root, train=False)
+    except Exception as exc:  # a torn or foreign pickle
+        raise DatasetError(
+            f"{name} files under {tv_root / cls.base_folder} are unreadable ({type(exc).__name__}: {exc}); "
+            f"replace them with the official python version"
+        ) from None
+
+    def to_tensors(ds):  # torchvision keeps (N, 32, 32, 3) uint8 numpy images
+        return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.as_tensor(ds.targets, dtype=torch.long)
+
+    return (*to_tensors(train), *to_tensors(test))
+
+
+# ---------------------------------------------------------------- imagenet16-120
+
+
+def _imagenet16_folder(d: Path) -> Path | None:
+    for folder in (d / "ImageNet16", d):
+        if _has_all(folder, IMAGENET16_FILES):
+            return folder
+    return None
+
+
+def _read_imagenet16(paths: list[Path]) -> tuple[Tensor, Tensor]:
+    """NB201's pickles: keep labels 1..120 and map them to 0..119, images to (N, 3, 16, 16)."""
+    xs, ys = [], []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                entry = pickle.load(f, encoding="latin1")
+            data, labels = np.asarray(entry["data"], dtype=np.uint8), np.asarray(entry["labels"], dtype=np.int64)
+        except Exception as exc:
+            raise DatasetError(
+                f"imagenet16-120 file {path} is unreadable ({type(exc).__name__}: {exc}); "
+                f"replace it with NAS-Bench-201's ImageNet16 file"
+            ) from None
+        keep = (labels >= 1) & (labels <= IMAGENET16_CLASSES)  # filter per file to bound memory
+        xs.append(torch.from_numpy(data[keep].reshape(-1, 3, 16, 16)))
+        ys.append(torch.from_numpy(labels[keep] - 1))
+    return torch.cat(xs), torch.cat(ys)
+
+
+def _load_imagenet16(root, cache: Path) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    looked = _search_dirs("imagenet16-120", root, cache)
+    folder = next((f for f in (_imagenet16_folder(d) for d in looked) if f is not None), None)
+    if folder is None:
+        raise _missing(
+            "imagenet16-120",
+            [f"{d / 'ImageNet16'} (or {d} itself)" for d in looked],
+            f"get NAS-Bench-201's ImageNet16 folder (train_data_batch_1..10, val_data; see the "
+            f"NAS-Bench-201 / AutoDL-Projects README) and set {ENV_VAR} to its parent folder; "
+            f"torchvision cannot download it",
+        )
+    log.info("imagenet16-120 from %s", folder)
+    train_x, train_y = _read_imagenet16([folder / f for f in IMAGENET16_FILES[:-1]])
+    test_x, test_y = _read_imagenet16([folder / "val_data"])
+    return train_x, train_y, test_x, test_y
+
+
+# ---------------------------------------------------------------- public loading
+
+
+def _normalise(images: Tensor, spec: _Spec) -> Tensor:
+    mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std).view(1, -1, 1, 1)
+    return (images.float().div_(255) - mean).div_(std)
+
+
+def load_dataset(
+    name: str,
+    root: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    download: bool | None = None,
+) -> ImageData:
+    """Decode a dataset into normalised tensors (see the module doc for where files are looked for).
+
+    download: None tries torchvision's download only when no folder holds the files; False never.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r} in the config key `datasets`; known: {', '.join(DATASETS)}")
+    cache = resolve_cache_dir(cache_dir)
+    if name == "fashion-mnist":
+        parts = _load_fashion(root, cache, download)
+    elif name in _CIFAR:
+        parts = _load_cifar(name, root, cache, download)
+    else:
+        parts = _load_imagenet16(root, cache)
+    train_x, train_y, test_x, test_y = parts
+    spec = _SPECS[name]
+    return ImageData(
+        name=name,
+        num_classes=spec.num_classes,
+        in_channels=spec.in_channels,
+        image_size=spec.image_size,
+        train_x=_normalise(train_x, spec),
+        train_y=train_y,
+        test_x=_normalise(test_x, spec),
+        test_y=test_y,
+        augment=True,
+        pad=spec.pad,
+    )
+
+
+# ---------------------------------------------------------------- the split
+
+
+def make_split(num_train: int, seed: int, subset_per_half: int | None = None) -> dict[str, Tensor]:
+    """Two disjoint halves of a seeded permutation of the training set: {"weights", "arch"}.
+
+    subset_per_half truncates each half (quick profiles); more than a half holds means all of it.
+    """
+    if num_train < 2:
+        raise ValueError(f"a split needs at least 2 training images, got {num_train}")
+    perm = torch.randperm(num_train, generator=torch.Generator().manual_seed(seed))
+    half = num_train // 2
+    size = half if subset_per_half is None else min(int(subset_per_half), half)
+    if size < 1:
+        raise ValueError(f"subset_per_half must be at least 1, got {subset_per_half}")
+    return {"weights": perm[:size].clone(), "arch": perm[half : half + size].clone()}
+
+
+def save_split(split: dict[str, Tensor], path: str | os.PathLike) -> None:
+    atomic_save({"weights": split["weights"], "arch": split["arch"]}, path)
+
+
+def load_split(path: str | os.PathLike) -> dict[str, Tensor]:
+    state = safe_load(path, "data split")
+    if not {"weights", "arch"} <= set(state):
+        raise CheckpointError(f"data split {path} lacks 'weights'/'arch'; delete it and rerun the stage that writes it")
+    return {"weights": state["weights"], "arch": state["arch"]}
+
+
+def subset_test(data: ImageData, n: int | None, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """The test set, or a seeded subset of n of its images (quick profiles)."""
+    if n is None or n >= len(data.test_y):
+        return data.test_x, data.test_y
+    idx = torch.randperm(len(data.test_y), generator=torch.Generator().manual_seed(seed))[:n]
+    return data.test_x[idx], data.test_y[idx]
+
+
+# ---------------------------------------------------------------- batches and augmentation
+
+
+def augment_batch(x: Tensor, generator: torch.Generator | None, pad: int, flip: bool = True) -> Tensor:
+    """Random crop of the zero-padded images plus a random horizontal flip, for the whole batch at once.
+
+    The random numbers come from `generator` on the CPU (so a saved state replays them); the
+    gather runs on x's device.
+    """
+    b, _, h, w = x.shape
+    if pad > 0:
+        dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+        dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    else:
+        dy = dx = torch.zeros(b, dtype=torch.long)
+    flips = torch.rand(b, generator=generator) < 0.5 if flip else torch.zeros(b, dtype=torch.bool)
+    if pad == 0 and not flip:
+        return x
+    dev = x.device
+    rows = dy.to(dev)[:, None] + torch.arange(h, device=dev)  # (B, H) rows of the padded image
+    cols = dx.to(dev)[:, None] + torch.arange(w, device=dev)  # (B, W)
+    cols = torch.where(flips.to(dev)[:, None], cols.flip(1), cols)  # a flipped crop reads its columns backwards
+    padded = F.pad(x, (pad, pad, pad, pad)) if pad > 0 else x
+    batch = torch.arange(b, device=dev)[:, None, None, None]
+    chan = torch.arange(x.shape[1], device=dev)[None, :, None, None]
+    return padded[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+class BatchIterator:
+    """Resident tensors on `device`, shuffled with torch.randperm(generator), augmented as whole batches.
+
+    Deterministic given the generator's state, so a run resumes exactly when callers save
+    `generator.get_state()` at epoch ends. The generator must be a CPU generator.
+    """
+
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        batch_size: int,
+        device: torch.device | str,
+        generator: torch.Generator | None = None,
+        augment: bool = False,
+        pad: int = 0,
+        drop_last: bool = True,
+    ):
+        if len(x) != len(y):
+            raise ValueError(f"{len(x)} images but {len(y)} labels")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if drop_last and len(x) < batch_size:
+            raise ValueError(
+                f"batch_size {batch_size} exceeds the {len(x)} images and drop_last is set: no step per epoch; "
+                f"lower the batch size or raise the subset size"
+            )
+        self.device = torch.device(device)
+        self.x, self.y = x.to(self.device), y.to(self.device)  # once, not per batch
+        self.batch_size, self.generator = batch_size, generator
+        self.augment, self.pad, self.drop_last = augment, pad, drop_last
+
+    def __len__(self) -> int:
+        n = len(self.x)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self):
+        perm = torch.randperm(len(self.x), generator=self.generator).to(self.device)
+        for step in range(len(self)):
+            idx = perm[step * self.batch_size : (step + 1) * self.batch_size]
+            xb = self.x[idx]
+            if self.augment:
+                xb = augment_batch(xb, self.generator, self.pad)
+            yield xb, self.y[idx]
