@@ -1,0 +1,329 @@
+"""Stage 6: methods and seeds side by side, from the files stages 4 and 5 wrote.
+
+Reads `search/{dataset}/{space}/{method}/seed{seed}/result.json` and
+`retrain/{dataset}/{space}/{method}/seed{seed}/metrics.json` under `results/{run}/`, pairs them
+by (dataset, space, method, seed), and summarises over seeds. Plots are matplotlib Figures built
+without pyplot (no global figure state; notebooks `display()` them, MLflow logs them).
+
+On Fashion-MNIST the NB201 columns are a *transfer proxy*: the found cell's CIFAR-10 accuracy
+in the benchmark table, not a result of this run's data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from glob import glob
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle, FancyArrowPatch
+from scipy.stats import kendalltau
+
+from e2nas.spaces import nb201
+
+METHODS = ("e2nas", "e2nas-noexplore", "e2nas-nocomplement", "darts", "gdas", "rsps")
+NB201_KEYS = ("cifar10", "cifar100", "imagenet16_120")
+KEYS = ("dataset", "space", "method", "seed")
+COLUMNS = (
+    *KEYS,
+    "arch",
+    *(f"nb201_{k}" for k in NB201_KEYS),
+    "percentile_cifar10",
+    "test_accuracy",
+    "params",
+    "flops",
+    "search_seconds",
+    "train_seconds",
+)
+# Short op names for cell drawings.
+OP_LABELS = {"none": "none", "skip_connect": "skip", "nor_conv_1x1": "conv1x1", "nor_conv_3x3": "conv3x3",
+             "avg_pool_3x3": "pool3x3"}
+
+
+# ---------------------------------------------------------------- reading the stage files
+
+
+def _path_keys(path: str | os.PathLike, stage: str, filename: str) -> dict:
+    """(dataset, space, method, seed) from `.../{stage}/{dataset}/{space}/{method}/seed{seed}/{filename}`."""
+    parts = Path(path).parts
+    if len(parts) < 6 or parts[-6] != stage or parts[-1] != filename or not parts[-2].startswith("seed"):
+        raise ValueError(f"{path} is not at {stage}/{{dataset}}/{{space}}/{{method}}/seed{{seed}}/{filename}")
+    try:
+        seed = int(parts[-2][len("seed"):])
+    except ValueError:
+        raise ValueError(f"{path}: folder {parts[-2]!r} is not seed<integer>") from None
+    return {"dataset": parts[-5], "space": parts[-4], "method": parts[-3], "seed": seed}
+
+
+def _read_json(path: str | os.PathLike) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read {path} ({type(exc).__name__}: {exc}); rerun the stage that writes it") from None
+
+
+def _arch_text(arch, space: str) -> str:
+    """Cells as the benchmark's text form, whether a file holds a string or op indices."""
+    if space == nb201.NAME and not isinstance(arch, str):
+        return nb201.format_arch(arch)
+    return str(arch)
+
+
+def _search_row(path: str, table) -> dict:
+    keys = _path_keys(path, "search", "result.json")
+    res = _read_json(path)
+    for k in ("method", "seed"):
+        if k in res and res[k] != keys[k]:
+            raise ValueError(f"{path} says {k}={res[k]!r} but lies in the folder for {k}={keys[k]!r}")
+    arch = _arch_text(res["arch"], keys["space"])
+    nb = res.get("nb201")
+    if nb is None and table is not None:
+        nb = table.lookup(arch)  # stage 4 ran without a table; the report has one
+    row = {**keys, "arch": arch, "search_seconds": res.get("search_seconds", math.nan)}
+    row.update({f"nb201_{k}": float(nb[k]) if nb and nb.get(k) is not None else math.nan for k in NB201_KEYS})
+    value = row["nb201_cifar10"]
+    row["percentile_cifar10"] = table.percentile(value, "cifar10") if table is not None and value == value else math.nan
+    return row
+
+
+def _retrain_row(path: str) -> dict:
+    keys = _path_keys(path, "retrain", "metrics.json")
+    res = _read_json(path)
+    row = {**keys, "retrain_arch": _arch_text(res["arch"], keys["space"])}
+    row.update({k: float(res.get(k, math.nan)) for k in ("test_accuracy", "params", "flops", "train_seconds")})
+    return row
+
+
+def _frame(rows: list[dict], required: list[str]) -> pd.DataFrame:
+    """Rows as a frame that has at least the `required` columns, even when there are no rows."""
+    return pd.DataFrame(rows).reindex(columns=list(dict.fromkeys([*required, *(rows[0] if rows else [])])))
+
+
+def collect_results(search_files: list[str], retrain_files: list[str], table=None) -> pd.DataFrame:
+    """One row per (dataset, space, method, seed), search and retrain files side by side.
+
+    `table` is an NB201 table (`lookup`, `percentile`) or None. A run with only one of the two
+    stages has NaN in the other's columns; a retrain of another cell than its search found raises.
+    """
+    search = _frame([_search_row(str(p), table) for p in search_files], [*KEYS, "arch"])
+    retrain = _frame([_retrain_row(str(p)) for p in retrain_files], [*KEYS, "retrain_arch"])
+    df = search.merge(retrain, on=list(KEYS), how="outer")
+    both = df["arch"].notna() & df["retrain_arch"].notna()
+    clash = df[both & (df["arch"] != df["retrain_arch"])]
+    if len(clash):
+        r = clash.iloc[0]
+        raise ValueError(
+            f"{r['dataset']}/{r['space']}/{r['method']}/seed{r['seed']}: retrain trained {r['retrain_arch']} "
+            f"but the search found {r['arch']}; rerun the retrain stage"
+        )
+    df["arch"] = df["arch"].fillna(df["retrain_arch"])
+    df = df.reindex(columns=list(COLUMNS))
+    df["seed"] = df["seed"].astype(int)
+    order = {m: i for i, m in enumerate(METHODS)}
+    df = df.sort_values(["dataset", "space", "method", "seed"], key=lambda s: s.map(order).fillna(len(order))
+                        if s.name == "method" else s)
+    return df.reset_index(drop=True)
+
+
+def find_run_files(run_dir: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Every stage-4 result.json and stage-5 metrics.json under `results/{run}`, sorted."""
+    run_dir = Path(run_dir)
+    search = sorted(glob(str(run_dir / "search" / "*" / "*" / "*" / "seed*" / "result.json")))
+    retrain = sorted(glob(str(run_dir / "retrain" / "*" / "*" / "*" / "seed*" / "metrics.json")))
+    return search, retrain
+
+
+def collect_trajectories(search_files: list[str], dataset: str | None = None) -> dict[tuple[str, int], list[dict]]:
+    """{(method, seed): per-epoch records} of one dataset's searches."""
+    out: dict[tuple[str, int], list[dict]] = {}
+    datasets = set()
+    for path in search_files:
+        keys = _path_keys(path, "search", "result.json")
+        if dataset is not None and keys["dataset"] != dataset:
+            continue
+        datasets.add(keys["dataset"])
+        out[(keys["method"], keys["seed"])] = list(_read_json(path).get("trajectory") or [])
+    if len(datasets) > 1:
+        raise ValueError(f"search files of several datasets {sorted(datasets)}: pass dataset= to pick one")
+    return out
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def _group_keys(df: pd.DataFrame) -> list[str]:
+    return [k for k in ("dataset", "space", "method") if k in df.columns]
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, space, method): n_seeds and `{col}_mean`, `{col}_std` of each numeric column.
+
+    std is the sample standard deviation over seeds (ddof=1), NaN for a single seed.
+    """
+    keys = _group_keys(df)
+    numeric = [c for c in df.select_dtypes("number").columns if c != "seed"]
+    groups = df.groupby(keys, sort=False)
+    out = groups.size().rename("n_seeds").to_frame()
+    for col in numeric:
+        out[f"{col}_mean"] = groups[col].mean()
+        out[f"{col}_std"] = groups[col].std(ddof=1)
+    return out.reset_index()
+
+
+def format_mean_std(summary: pd.DataFrame, decimals: int | dict[str, int] = 2) -> pd.DataFrame:
+    """One "93.12 ± 0.40" string column per metric ("93.12" alone for a single seed, "–" when missing)."""
+    metrics = [c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")]
+    out = summary[[c for c in (*_group_keys(summary), "n_seeds") if c in summary.columns]].copy()
+    for m in metrics:
+        d = decimals.get(m, 2) if isinstance(decimals, dict) else decimals
+
+        def fmt(mean, std, d=d):
+            if mean != mean:
+                return "–"
+            return f"{mean:.{d}f}" if std != std else f"{mean:.{d}f} ± {std:.{d}f}"
+
+        out[m] = [fmt(a, b) for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
+    return out
+
+
+def kendall_tau(x, y) -> float:
+    """Kendall's tau of the pairs where both values are present; NaN with fewer than two pairs."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    if keep.sum() < 2:
+        return math.nan
+    return float(kendalltau(x[keep], y[keep]).statistic)
+
+
+# ---------------------------------------------------------------- plots
+
+
+_LABEL_BOX = {"boxstyle": "round,pad=0.1", "facecolor": "white", "alpha": 0.8, "edgecolor": "none"}
+
+
+def _axes(ax: Axes | None, size=(6.4, 4.0)) -> Axes:
+    return ax if ax is not None else Figure(figsize=size, layout="constrained").add_subplot()
+
+
+def plot_method_bars(
+    summary: pd.DataFrame,
+    metric: str = "test_accuracy",
+    reference_lines: dict[str, float] | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Mean ± std over seeds per method (one bar group per dataset), with labelled horizontal lines.
+
+    reference_lines: e.g. {"NB201 space mean": 87.06, "NB201 best": 94.37, "random cell": 85.1}.
+    """
+    ax = _axes(ax)
+    methods = list(dict.fromkeys(summary["method"]))
+    datasets = list(dict.fromkeys(summary["dataset"])) if "dataset" in summary.columns else [None]
+    width = 0.8 / len(datasets)
+    lows, highs = [], []
+    for i, ds in enumerate(datasets):
+        part = summary if ds is None else summary[summary["dataset"] == ds]
+        part = part.set_index("method").reindex(methods)
+        mean = part[f"{metric}_mean"].to_numpy(dtype=float)
+        std = np.nan_to_num(part[f"{metric}_std"].to_numpy(dtype=float))
+        x = np.arange(len(methods)) + (i - (len(datasets) - 1) / 2) * width
+        ax.bar(x, mean, width, yerr=std, capsize=3, label=ds)
+        lows.append(np.nanmin(mean - std) if np.isfinite(mean).any() else np.nan)
+        highs.append(np.nanmax(mean + std) if np.isfinite(mean).any() else np.nan)
+    for j, (name, value) in enumerate((reference_lines or {}).items()):
+        ax.axhline(value, color=f"C{len(datasets) + j}", linestyle="--", linewidth=1, zorder=3)
+        ax.annotate(f"{name} ({value:g})", (1.0, value), xycoords=("axes fraction", "data"), ha="right",
+                    va="bottom", fontsize=8, color=f"C{len(datasets) + j}", bbox=_LABEL_BOX)
+        lows.append(value)
+        highs.append(value)
+    if np.isfinite(lows).any():  # zoom on the values: bars from 0 would hide the differences
+        lo, hi = np.nanmin(lows), np.nanmax(highs)
+        margin = max(0.1 * (hi - lo), 0.5)
+        ax.set_ylim(lo - margin, hi + margin)
+    ax.set_xticks(np.arange(len(methods)), methods, rotation=20)
+    ax.set_ylabel(metric)
+    if len(datasets) > 1:
+        ax.legend(title="dataset")
+    return ax.figure
+
+
+def plot_trajectories(
+    trajectories: dict[tuple[str, int], list[dict]],
+    key: str = "nb201_cifar10",
+    ax: Axes | None = None,
+    ylabel: str | None = None,
+    reference_lines: dict[str, float] | None = None,
+) -> Figure:
+    """`key` per epoch for every (method, seed): one colour per method, one line per seed."""
+    ax = _axes(ax)
+    colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(m for m, _ in trajectories))}
+    labelled = set()
+    for (method, seed), records in trajectories.items():
+        points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
+        if not points:
+            continue
+        epochs, values = zip(*points)
+        ax.plot(epochs, values, color=colours[method], alpha=0.8, marker=".",
+                label=None if method in labelled else method)
+        labelled.add(method)
+    for name, value in (reference_lines or {}).items():
+        ax.axhline(value, color="grey", linestyle="--", linewidth=1)
+        ax.annotate(f"{name} ({value:g})", (1.0, value), xycoords=("axes fraction", "data"), ha="right",
+                    va="bottom", fontsize=8, color="grey", bbox=_LABEL_BOX)
+    if not labelled:
+        ax.text(0.5, 0.5, f"no '{key}' in the trajectories", transform=ax.transAxes, ha="center")
+    else:
+        ax.legend(fontsize=8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel or key)
+    return ax.figure
+
+
+def plot_forgetting(trajectories: dict[tuple[str, int], list[dict]], key: str = "forgetting",
+                    ax: Axes | None = None) -> Figure:
+    """Per-epoch forgetting: the supernet accuracy a_{t−1} loses over one weight step on a_t."""
+    fig = plot_trajectories(trajectories, key, ax, ylabel="forgetting (accuracy points of a$_{t-1}$ lost)")
+    fig.axes[-1].axhline(0.0, color="black", linewidth=0.5)
+    return fig
+
+
+# Arc bends of the edges that skip a node: 0→2 and 0→3 above (0→3 higher), 1→3 below.
+_ARC_RAD = {(2, 0): -0.4, (3, 0): -0.45, (3, 1): 0.4}
+
+
+def draw_cell(arch, ax: Axes | None = None, title: str | None = None) -> Figure:
+    """An NB201 cell as its DAG: nodes 0..3 in a row, each of the 6 edges labelled with its op.
+
+    `none` edges are drawn dashed and grey (they cut the connection).
+    """
+    ops = nb201.parse_arch(arch) if isinstance(arch, str) else tuple(int(a) for a in arch)
+    nb201.format_arch(ops)  # validates the op indices
+    ax = _axes(ax, size=(6.0, 2.2))
+    pos = {n: (float(n), 0.0) for n in range(nb201.NUM_NODES)}
+    for n, (x, y) in pos.items():
+        ax.add_patch(Circle((x, y), 0.15, facecolor="white", edgecolor="black", zorder=3))
+        ax.text(x, y, str(n), ha="center", va="center", zorder=4)
+    for e, (to, frm) in enumerate(nb201.EDGES):
+        rad = _ARC_RAD.get((to, frm), 0.0)
+        name = nb201.OPS[ops[e]]
+        none = name == "none"
+        ax.add_patch(FancyArrowPatch(pos[frm], pos[to], connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>",
+                                     mutation_scale=12, shrinkA=11, shrinkB=11, zorder=2,
+                                     color="grey" if none else "black", linestyle="--" if none else "-"))
+        # The arc's midpoint: a quadratic Bézier through matplotlib's arc3 control point.
+        dx = pos[to][0] - pos[frm][0]
+        mx, my = (pos[frm][0] + pos[to][0]) / 2, -0.5 * rad * dx
+        ax.text(mx, my, OP_LABELS[name], ha="center", va="center", fontsize=8, zorder=4,
+                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"})
+    ax.set_xlim(-0.4, 3.4)
+    ax.set_ylim(-0.65, 0.85)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax.figure
