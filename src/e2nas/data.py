@@ -102,6 +102,20 @@ class ImageData:
     pad: int  # zero padding of the random crop
 
 
+@dataclass
+class DataConfig:
+    """Config section `data`: how every stage slices the dataset."""
+
+    split_seed: int = 0  # one split for every seed, method and stage
+    subset_per_half: int | None = None  # images per half (weights / arch) for quick profiles; None = all
+    test_subset: int | None = None  # test images scored in stage 5 for quick profiles; None = all
+
+
+def split_for(data: ImageData, cfg: DataConfig) -> dict[str, Tensor]:
+    """The run's split of `data` under `cfg` (deterministic: every stage derives the same one)."""
+    return make_split(len(data.train_y), cfg.split_seed, cfg.subset_per_half)
+
+
 # ---------------------------------------------------------------- where the files are
 
 
