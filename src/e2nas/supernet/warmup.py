@@ -1,0 +1,207 @@
+"""Stage 3: warm up the supernet's shared weights on uniformly sampled single paths.
+
+Each step samples one cell uniformly (6 ops, one per edge) and trains that path on a batch of
+the split's WEIGHTS half with SGD (Nesterov, cosine schedule, gradient clipping; the paper's
+values are the defaults). Only the ops on the path get a gradient and an update.
+
+The run checkpoints after every epoch outside its output (model, optimiser, schedule, every
+RNG, history) and resumes from there when rerun after a kill; on success it writes the output
+and deletes the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from e2nas.checkpoint import (
+    CheckpointError,
+    EpochCheckpoint,
+    atomic_save,
+    check_finite,
+    rng_state,
+    safe_load,
+    set_rng_state,
+)
+from e2nas.spaces.nb201 import NUM_EDGES, OPS
+from e2nas.supernet.nb201 import SuperNet
+from e2nas.training import (
+    append_record,
+    evaluate,
+    make_sgd,
+    new_history,
+    seeded_init,
+    split_digest,
+    stage_generators,
+    train_epoch,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SupernetConfig:
+    """Config section `supernet`: the size of the weight-sharing network."""
+
+    channels: int = 8  # C, channels of the first stage (paper: 16)
+    cells_per_stage: int = 1  # N, search cells per stage (paper: 5)
+
+    def __post_init__(self):
+        if self.channels < 1 or self.cells_per_stage < 1:
+            raise ValueError(f"supernet: channels and cells_per_stage must be >= 1, got {self}")
+
+
+@dataclass
+class WarmupConfig:
+    """Config section `warmup`: SGD on sampled single paths. Defaults: the paper's optimiser, few epochs."""
+
+    epochs: int = 3  # passes over the weights half (quick profile; set it in the config)
+    batch_size: int = 64  # images per step (paper: 64)
+    lr: float = 0.025  # initial learning rate (paper: 0.025) ...
+    lr_min: float = 0.001  # ... cosine-annealed per epoch to this (paper: 0.001)
+    momentum: float = 0.9  # (paper: 0.9)
+    nesterov: bool = True  # (paper: Nesterov)
+    weight_decay: float = 5e-4  # (paper: 5e-4)
+    grad_clip: float = 5.0  # max global gradient norm (paper: 5)
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"warmup: epochs and batch_size must be >= 1, got {self}")
+        if not 0 <= self.lr_min <= self.lr:
+            raise ValueError(f"warmup: need 0 <= lr_min <= lr, got lr={self.lr}, lr_min={self.lr_min}")
+
+
+GENERATORS = ("init", "data", "path")
+
+
+def build_supernet(net_cfg: SupernetConfig, num_classes: int, in_channels: int, seed: int) -> SuperNet:
+    """The supernet with the initial weights of `seed` (the same ones run_warmup starts from), on the CPU."""
+    gens = stage_generators(seed, GENERATORS)
+    shape = (net_cfg.channels, net_cfg.cells_per_stage, num_classes, in_channels)
+    return seeded_init(lambda: SuperNet(*shape), gens["init"])
+
+
+def sample_path(generator: torch.Generator) -> tuple[int, ...]:
+    """A cell drawn uniformly, as python ints (drawn on the CPU: no device sync)."""
+    return tuple(torch.randint(len(OPS), (NUM_EDGES,), generator=generator).tolist())
+
+
+def evaluate_path(net: SuperNet, x: Tensor, y: Tensor, arch: Sequence[int], batch_size: int = 256) -> float:
+    """Supernet accuracy (%) of the single path `arch` on (x, y)."""
+    arch = tuple(int(a) for a in arch)
+    return evaluate(net, x, y, batch_size, forward=lambda xb: net(xb, arch))
+
+
+def _weights_half(data, split: dict) -> tuple[Tensor, Tensor]:
+    idx = torch.as_tensor(split["weights"]).long()
+    return data.train_x[idx], data.train_y[idx]
+
+
+def run_warmup(
+    data,
+    split: dict,
+    net_cfg: SupernetConfig,
+    cfg: WarmupConfig,
+    seed: int,
+    out_path: str | os.PathLike,
+    checkpoint_path: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> dict[str, list]:
+    """Warm up a supernet on `data`'s weights half; write `out_path` (warmup.pt) and return the history.
+
+    history: per-epoch columns {"epoch", "loss", "accuracy" (%, of the sampled paths on their
+    training batches), "lr", "seconds"}. on_epoch(record) runs after each epoch's checkpoint.
+    A rerun after a kill resumes after the last finished epoch; a non-finite loss raises
+    DivergedError naming the epoch and keeps the last good checkpoint.
+    """
+    from e2nas.data import BatchIterator
+
+    device = torch.device(device)
+    gens = stage_generators(seed, GENERATORS)
+    net = build_supernet(net_cfg, data.num_classes, data.in_channels, seed).to(device)
+    opt, sched = make_sgd(net.parameters(), cfg.epochs, cfg.lr, cfg.lr_min, cfg.momentum, cfg.nesterov, cfg.weight_decay)
+    x, y = _weights_half(data, split)
+    batches = BatchIterator(x, y, cfg.batch_size, device, gens["data"], data.augment, data.pad)
+
+    ckpt = EpochCheckpoint(
+        checkpoint_path,
+        {"stage": "warmup", "dataset": data.name, "seed": seed, "split": split_digest(split),
+         "supernet": asdict(net_cfg), "warmup": asdict(cfg)},
+    )
+    history, elapsed, start = new_history(), 0.0, 0
+    state = ckpt.load()
+    if state is not None:
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"], gens)
+        history, elapsed, start = state["history"], float(state["elapsed"]), int(state["epoch"]) + 1
+        log.info("resuming warm-up from epoch %d (%s)", start, checkpoint_path)
+
+    for epoch in range(start, cfg.epochs):
+        t0 = time.perf_counter()
+        lr = opt.param_groups[0]["lr"]
+        stats = train_epoch(
+            net, batches, opt, cfg.grad_clip,
+            forward=lambda xb: net(xb, sample_path(gens["path"])),
+            progress=progress, desc=f"warm-up epoch {epoch + 1}/{cfg.epochs}",
+        )
+        sched.step()
+        check_finite(stats["loss"], epoch, checkpoint_path if Path(checkpoint_path).exists() else None)
+        seconds = time.perf_counter() - t0
+        elapsed += seconds
+        record = {"epoch": epoch, **stats, "lr": lr, "seconds": seconds}
+        append_record(history, record)
+        log.info("warm-up epoch %d: loss %.4f, accuracy %.2f%%", epoch, stats["loss"], stats["accuracy"])
+        ckpt.save(
+            epoch, model=net.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+            rng=rng_state(gens), history=history, elapsed=elapsed,
+        )
+        if on_epoch is not None:
+            on_epoch(record)
+
+    atomic_save(
+        {
+            "model": net.state_dict(),
+            "supernet": {**asdict(net_cfg), "num_classes": data.num_classes, "in_channels": data.in_channels},
+            "split": {"weights": torch.as_tensor(split["weights"]), "arch": torch.as_tensor(split["arch"])},
+            "dataset": data.name,
+            "seed": seed,
+            "warmup": asdict(cfg),
+            "history": history,
+            "train_seconds": elapsed,
+        },
+        out_path,
+    )
+    Path(checkpoint_path).unlink(missing_ok=True)
+    return history
+
+
+def load_warmup(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[SuperNet, dict]:
+    """The warmed-up supernet (on `device`, train mode) and the file's other fields (split, dataset, seed, ...).
+
+    A missing, corrupt or mismatched file raises CheckpointError naming it.
+    """
+    state = safe_load(path, "warm-up file")
+    missing = {"model", "supernet", "split"} - set(state)
+    if missing:
+        raise CheckpointError(f"warm-up file {path} lacks {sorted(missing)}; delete it and rerun the warm-up stage")
+    shape = state["supernet"]
+    try:
+        net = SuperNet(shape["channels"], shape["cells_per_stage"], shape["num_classes"], shape["in_channels"])
+        net.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"warm-up file {path} does not hold a supernet of the size it declares ({type(exc).__name__}: "
+            f"{str(exc)[:300]}); delete it and rerun the warm-up stage"
+        ) from None
+    return net.to(device), {k: v for k, v in state.items() if k != "model"}

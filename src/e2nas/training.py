@@ -1,0 +1,131 @@
+"""The SGD loop the supernet warm-up and the final retraining share.
+
+One epoch of steps with no host sync per step (loss and correct counts stay device tensors
+and are read once at the end), an accuracy function, the paper's optimiser and schedule, and
+the helpers both stages use to make their runs reproducible and resumable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+
+def make_sgd(
+    params, epochs: int, lr: float, lr_min: float, momentum: float, nesterov: bool, weight_decay: float
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    """SGD with a cosine schedule from lr to lr_min over `epochs` (stepped once per epoch)."""
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=lr_min)
+
+
+def train_epoch(
+    model: nn.Module,
+    batches,
+    optimizer: torch.optim.Optimizer,
+    grad_clip: float | None,
+    forward: Callable[[Tensor], Tensor] | None = None,
+    progress: bool = True,
+    desc: str = "",
+) -> dict[str, float]:
+    """One pass over `batches`; returns {"loss": mean loss, "accuracy": % correct} on the training batches.
+
+    forward(x) -> logits defaults to model(x) (the warm-up passes one that samples a path).
+    Parameters without a gradient in a step (ops off the path) are left alone by SGD, as
+    zero_grad(set_to_none=True) keeps their grad None.
+    """
+    forward = forward or model
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    model.train()
+    loss_sum = correct = None
+    seen = 0
+    for x, y in tqdm(batches, total=len(batches), desc=desc, disable=not progress, leave=False):
+        optimizer.zero_grad(set_to_none=True)
+        logits = forward(x)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_(params, grad_clip)  # the norm stays a tensor: no sync
+        optimizer.step()
+        batch_loss = loss.detach() * len(y)
+        batch_correct = (logits.detach().argmax(dim=1) == y).sum()
+        loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
+        correct = batch_correct if correct is None else correct + batch_correct
+        seen += len(y)
+    if seen == 0:
+        raise ValueError("an epoch without a single batch: the training set is smaller than one batch")
+    return {"loss": float(loss_sum / seen), "accuracy": float(correct * 100.0 / seen)}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256, forward=None) -> float:
+    """Accuracy (%) of forward(x) (default model(x)) in eval mode, over batches moved to the model's device.
+
+    The model's train/eval mode is restored afterwards (the search scores cells mid-training).
+    """
+    forward = forward or model
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    try:
+        for start in range(0, len(y), batch_size):
+            xb = x[start : start + batch_size].to(device, non_blocking=True)
+            yb = y[start : start + batch_size].to(device, non_blocking=True)
+            correct += (forward(xb).argmax(dim=1) == yb).sum()
+    finally:
+        model.train(was_training)
+    return float(correct) * 100.0 / max(len(y), 1)
+
+
+def stage_generators(seed: int, names: tuple[str, ...]) -> dict[str, torch.Generator]:
+    """Independent CPU generators, one per named use, all derived from `seed`."""
+    base = torch.Generator().manual_seed(seed)
+    seeds = torch.randint(2**62, (len(names),), generator=base).tolist()
+    return {name: torch.Generator().manual_seed(s) for name, s in zip(names, seeds)}
+
+
+def seeded_init(build: Callable[[], nn.Module], generator: torch.Generator) -> nn.Module:
+    """Build a module on the CPU with its initial weights drawn from `generator`.
+
+    nn.Module initialisers draw from the global RNG; fork it so the caller's state is untouched
+    and the weights do not depend on the device they later move to.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        return build()
+
+
+def split_digest(split: dict) -> str:
+    """A short fingerprint of a data split: a checkpoint made on another split must not resume."""
+    h = hashlib.sha1()
+    for key in ("weights", "arch"):
+        h.update(torch.as_tensor(split[key]).long().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def new_history() -> dict[str, list]:
+    """Per-epoch records as columns (pandas.DataFrame(history) reads them directly)."""
+    return {"epoch": [], "loss": [], "accuracy": [], "lr": [], "seconds": []}
+
+
+def append_record(history: dict[str, list], record: dict) -> None:
+    for key, column in history.items():
+        column.append(record[key])
+
+
+def write_json(obj: dict, path: str | os.PathLike) -> None:
+    """Write JSON through a temporary file and a rename, so a kill never leaves a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
