@@ -1,0 +1,196 @@
+"""Cost of one search step (weight half + architecture half) per method, on one supernet and batch.
+
+Every method steps over the same fixed, seeded list of uniformly sampled cells (the step's
+cell is forced, so the path sizes match), interleaved round-robin over several rounds so that
+drift of a shared machine hits all methods alike; the median step time is reported, with the
+ratios to GDAS and DARTS and the share of an E2NAS step spent in its latent part (decoder
+forward + backward, novelty, archive), which is timed separately in the same rounds.
+
+Bars (issue 8): e2nas ≤ 2.2× gdas, e2nas ≤ 0.6× darts, latent part ≤ 10% of an e2nas step.
+
+    python benchmarks/search_step.py                       # paper size: C=16, N=5, batch 64, 3x32x32, 10 classes
+    python benchmarks/search_step.py --C 8 --N 1 --rounds 3 --device cuda
+
+Needs only torch and torch-geometric (no MLflow). Appends a dated entry to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from e2nas.search.baselines import DARTS, GDAS, RSPS
+from e2nas.search.common import Harness, SearchConfig, random_cells, straight_through
+from e2nas.search.e2nas import E2NAS
+from e2nas.spaces import nb201
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+METHOD_ORDER = ("e2nas", "gdas", "darts", "rsps")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--C", type=int, default=16, help="supernet channels (paper: 16)")
+    p.add_argument("--N", type=int, default=5, help="cells per stage (paper: 5)")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--image", type=int, default=32, help="image side")
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--rounds", type=int, default=6, help="round-robin rounds over the methods")
+    p.add_argument("--steps", type=int, default=2, help="timed steps per method per round")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps per method first")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    return p.parse_args(argv)
+
+
+def build_decoder(device) -> tuple[nn.Module, int, str]:
+    """The project's VGAE at its default config (untrained weights cost the same as trained ones)."""
+    from e2nas.graphs import build_graph_set
+    from e2nas.vgae import GraphVAE, VGAEConfig
+
+    cfg = VGAEConfig()
+    num_features = build_graph_set("nb201", torch.zeros(1, nb201.NUM_EDGES, dtype=torch.long)).num_features
+    vae = GraphVAE(num_features, nb201.CHOICE_SIZES, cfg).to(device).eval()
+    return vae, cfg.latent_dim, f"GraphVAE(VGAEConfig()) d={cfg.latent_dim} hidden={cfg.hidden_dim}x{cfg.decoder_layers}"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def latent_part(method: E2NAS) -> None:
+    """E2NAS's latent part of a step alone: sample, decode, novelty, archive, backward to μ and log σ.
+
+    The real step backpropagates the validation loss through h into the decoder; here a
+    surrogate loss on the straight-through weights takes the same route through the decoder.
+    """
+    z, probs = method.sample()
+    h = straight_through(probs, probs.argmax(dim=-1))
+    loss = (h * torch.linspace(0, 1, h.shape[-1], device=h.device)).sum() - method.archive.novelty(z)
+    loss.backward(inputs=[method.mu, method.log_sigma])
+    method.archive.append(z)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    from e2nas.supernet.nb201 import SuperNet
+
+    torch.manual_seed(args.seed)
+    net = SuperNet(args.C, args.N, args.classes, args.channels).to(device)
+    g = torch.Generator().manual_seed(args.seed)
+    shape = (args.batch, args.channels, args.image, args.image)
+    xw, xa = (torch.randn(shape, generator=g).to(device) for _ in range(2))
+    yw, ya = (torch.randint(args.classes, (args.batch,), generator=g).to(device) for _ in range(2))
+    cfg = SearchConfig(epochs=1, batch_size=args.batch, archive_size=50)
+
+    decoder, dim, decoder_name = build_decoder(device)
+    methods = {}
+    for name in METHOD_ORDER:
+        harness = Harness(net, cfg, device, args.seed, xa, ya)  # one supernet, one optimiser per method
+        if name == "e2nas":
+            mu0 = torch.randn(dim, generator=torch.Generator().manual_seed(args.seed))
+            methods[name] = E2NAS(harness, decoder, mu0)
+        else:
+            methods[name] = {"gdas": GDAS, "darts": DARTS, "rsps": RSPS}[name](harness)
+        methods[name].start_epoch(0, 2)
+    latent = methods["e2nas"]
+    for _ in range(cfg.archive_size):  # a full archive, as in every step after the first K
+        latent.archive.append(latent.mu.detach() + torch.randn(dim, device=device))
+
+    total = args.warmup + args.rounds * args.steps
+    cells = random_cells(total, torch.Generator().manual_seed(args.seed + 1))
+    times = {name: [] for name in (*METHOD_ORDER, "latent")}
+
+    def timed(fn) -> float:
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        return time.perf_counter() - t0
+
+    for name, method in methods.items():  # untimed warm-up (allocator, cuDNN autotuning)
+        for i in range(args.warmup):
+            method.step(xw, yw, xa, ya, cell=cells[i])
+    for r in range(args.rounds):
+        for name, method in methods.items():
+            for s in range(args.steps):
+                cell = cells[args.warmup + r * args.steps + s]
+                times[name].append(timed(lambda: method.step(xw, yw, xa, ya, cell=cell)))
+            for s in range(args.steps):
+                times["latent"].append(timed(lambda: latent_part(latent)))
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {1e3 * t[-1]:.0f} ms" for n, t in times.items()), flush=True)
+
+    med = {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    summary = {
+        "ms": med,
+        "e2nas_over_gdas": med["e2nas"] / med["gdas"],
+        "e2nas_over_darts": med["e2nas"] / med["darts"],
+        "latent_share": med["latent"] / med["e2nas"],
+        "decoder": decoder_name,
+        "args": vars(args),
+        "threads": torch.get_num_threads(),
+    }
+    text = report(summary, device)
+    print(text)
+    if not args.no_record:
+        append_result(text)
+    return summary
+
+
+def report(s: dict, device: torch.device) -> str:
+    a = s["args"]
+    ok = lambda cond: "pass" if cond else "FAIL"  # noqa: E731
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    lines = [
+        f"## search_step — {dt.datetime.now().isoformat(timespec='seconds')}",
+        "",
+        f"machine {platform.node()} ({name}, {os.cpu_count()} CPUs), torch {torch.__version__}, "
+        f"{s['threads']} torch threads, device {device}; supernet C={a['C']} N={a['N']}, batch {a['batch']}, "
+        f"{a['channels']}x{a['image']}x{a['image']}, {a['classes']} classes; decoder {s['decoder']}; "
+        f"median of {a['rounds'] * a['steps']} steps per method ({a['rounds']} round-robin rounds x {a['steps']})",
+        "",
+        "| method | ms/step | × gdas |",
+        "| --- | ---: | ---: |",
+    ]
+    for m in METHOD_ORDER:
+        lines.append(f"| {m} | {s['ms'][m]:.1f} | {s['ms'][m] / s['ms']['gdas']:.2f} |")
+    lines += [
+        f"| e2nas latent part (decoder + novelty + archive) | {s['ms']['latent']:.2f} | |",
+        "",
+        f"- e2nas / gdas = {s['e2nas_over_gdas']:.2f} (bar ≤ 2.2: {ok(s['e2nas_over_gdas'] <= 2.2)})",
+        f"- e2nas / darts = {s['e2nas_over_darts']:.2f} (bar ≤ 0.6: {ok(s['e2nas_over_darts'] <= 0.6)})",
+        f"- latent part / e2nas step = {100 * s['latent_share']:.1f}% (bar ≤ 10%: {ok(s['latent_share'] <= 0.10)})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def append_result(text: str) -> None:
+    """Append to RESULTS.md, re-reading it in the same open (other benchmarks append too)."""
+    with open(RESULTS, "a+") as f:
+        f.seek(0)
+        current = f.read()
+        if not current:
+            f.write("# Benchmark results\n\n")
+        elif not current.endswith("\n\n"):
+            f.write("\n" if current.endswith("\n") else "\n\n")
+        f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
