@@ -1,0 +1,118 @@
+"""Stage-2 cost and quality: `run_pretraining` with the default VGAEConfig on all 15,625 NB201 graphs.
+
+Builds the real stage-1 graph file in a temporary folder, times the whole stage (train,
+evaluate, save), prints the stage-2 metrics and checks the issue's bars: reconstruction and
+held-out reconstruction accuracy 1.0, 15,625 unique means, pretraining ≤ 3 minutes with 2
+torch threads on the 2-core CPU.
+
+    python benchmarks/vgae.py                  # 2 torch threads, CPU
+    python benchmarks/vgae.py --device cuda
+
+Needs only torch and torch-geometric (no MLflow). Appends a dated entry to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from e2nas.graphs import build_graph_set
+from e2nas.vgae import VGAEConfig, run_pretraining
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+BAR_SECONDS = 180.0
+SHOWN = (
+    "reconstruction_accuracy",
+    "heldout_reconstruction_accuracy",
+    "unique_means",
+    "prior_validity",
+    "prior_uniqueness",
+    "prior_coverage",
+    "smoothness",
+    "final_loss",
+    "final_recon_loss",
+    "final_kl",
+)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (the bar is stated for 2)")
+    p.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = VGAEConfig()
+    with tempfile.TemporaryDirectory() as tmp:
+        graphs_path = Path(tmp) / "graphs" / "nb201.pt"
+        build_graph_set("nb201").save(graphs_path)
+        start = time.perf_counter()
+        metrics, _ = run_pretraining(
+            graphs_path, Path(tmp) / "model.pt", Path(tmp) / "metrics.json", cfg, device=args.device, progress=True
+        )
+        stage_seconds = time.perf_counter() - start
+    text = report(metrics, stage_seconds, cfg, args)
+    print(text)
+    if not args.no_record:
+        append_result(text)
+    return metrics
+
+
+def report(m: dict, stage_seconds: float, cfg: VGAEConfig, args) -> str:
+    ok = lambda cond: "pass" if cond else "FAIL"  # noqa: E731
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    lines = [
+        f"## vgae — {dt.datetime.now().isoformat(timespec='seconds')}",
+        "",
+        f"machine {platform.node()} ({platform.platform()}, {name}, {os.cpu_count()} CPUs), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads, device {device}; default VGAEConfig "
+        f"(latent {cfg.latent_dim}, hidden {cfg.hidden_dim}, {cfg.num_layers} GIN layers, {cfg.epochs} epochs, "
+        f"batch {cfg.batch_size}, β {cfg.beta}); {m['num_archs']} NB201 cells, {m['num_heldout']} held out",
+        "",
+        "| quantity | value |",
+        "| --- | ---: |",
+        f"| run_pretraining (train + evaluate + save), s | {stage_seconds:.1f} |",
+        f"| training, s | {m['train_seconds']:.1f} |",
+        f"| evaluation, s | {m['eval_seconds']:.1f} |",
+    ]
+    for key in SHOWN:
+        value = m[key]
+        lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    lines += [
+        "",
+        f"- reconstruction_accuracy = {m['reconstruction_accuracy']:.4f} (bar 1.0: {ok(m['reconstruction_accuracy'] == 1.0)})",
+        f"- heldout_reconstruction_accuracy = {m['heldout_reconstruction_accuracy']:.4f} "
+        f"(bar 1.0: {ok(m['heldout_reconstruction_accuracy'] == 1.0)})",
+        f"- unique_means = {m['unique_means']} (bar {m['num_archs']}: {ok(m['unique_means'] == m['num_archs'])})",
+        f"- pretraining {stage_seconds:.1f} s (bar ≤ {BAR_SECONDS:.0f} s with 2 threads: {ok(stage_seconds <= BAR_SECONDS)})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def append_result(text: str) -> None:
+    """Append to RESULTS.md, re-reading it in the same open (other benchmarks append too)."""
+    with open(RESULTS, "a+") as f:
+        f.seek(0)
+        current = f.read()
+        if not current:
+            f.write("# Benchmark results\n\n")
+        elif not current.endswith("\n\n"):
+            f.write("\n" if current.endswith("\n") else "\n\n")
+        f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
