@@ -13,6 +13,11 @@ validate(config, workflow.source_path("workflow/schemas/config.schema.yaml"))
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/graphs.smk"
+include: "workflow/rules/vgae.smk"
+include: "workflow/rules/supernet.smk"
+include: "workflow/rules/search.smk"
+include: "workflow/rules/retrain.smk"
+include: "workflow/rules/report.smk"
 
 
 onstart:

@@ -108,7 +108,6 @@ class DataConfig:
 
     split_seed: int = 0  # one split for every seed, method and stage
     subset_per_half: int | None = None  # images per half (weights / arch) for quick profiles; None = all
-    test_subset: int | None = None  # test images scored in stage 5 for quick profiles; None = all
 
 
 def split_for(data: ImageData, cfg: DataConfig) -> dict[str, Tensor]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 from glob import glob
 from pathlib import Path
 
@@ -25,6 +26,16 @@ from matplotlib.patches import Circle, FancyArrowPatch
 from scipy.stats import kendalltau
 
 from e2nas.spaces import nb201
+
+
+@dataclass
+class ReportConfig:
+    """Config section `report`."""
+
+    ranking_cells: int = 100  # random cells for the supernet-ranking Kendall τ
+    ranking_images: int = 512  # architecture-half images each of them is scored on
+    ranking_seed: int = 0
+
 
 METHODS = ("e2nas", "e2nas-noexplore", "e2nas-nocomplement", "darts", "gdas", "rsps")
 NB201_KEYS = ("cifar10", "cifar100", "imagenet16_120")
@@ -327,3 +338,32 @@ def draw_cell(arch, ax: Axes | None = None, title: str | None = None) -> Figure:
     if title:
         ax.set_title(title, fontsize=9)
     return ax.figure
+
+
+# ---------------------------------------------------------------- how well the supernet ranks
+
+
+def supernet_ranking(warmup_path: str | os.PathLike, table, cfg: ReportConfig, device="cpu") -> dict:
+    """Kendall τ between warmed-up supernet validation accuracy and NB201 CIFAR-10 table accuracy.
+
+    Over `cfg.ranking_cells` uniformly drawn cells, each scored on the same architecture-half
+    images. A proxy for how well weight sharing ranks cells: other data, shared weights.
+    """
+    import torch
+
+    from e2nas.data import load_dataset
+    from e2nas.supernet.warmup import evaluate_path, load_warmup
+
+    net, meta = load_warmup(warmup_path, device)
+    data = load_dataset(meta["dataset"])
+    idx = torch.as_tensor(meta["split"]["arch"])[: cfg.ranking_images]
+    x, y = data.train_x[idx].to(device), data.train_y[idx].to(device)
+    cells = nb201.sample_archs(cfg.ranking_cells, torch.Generator().manual_seed(cfg.ranking_seed)).tolist()
+    supernet_acc = [evaluate_path(net, x, y, cell) for cell in cells]
+    table_acc = [table.lookup(tuple(cell))["cifar10"] for cell in cells]
+    return {
+        "kendall_tau": kendall_tau(supernet_acc, table_acc),
+        "num_cells": len(cells),
+        "supernet_accuracy": supernet_acc,
+        "table_accuracy": table_acc,
+    }

@@ -18,7 +18,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from e2nas.checkpoint import EpochCheckpoint, atomic_save, check_finite, rng_state, set_rng_state
+from e2nas.checkpoint import CheckpointError, EpochCheckpoint, atomic_save, check_finite, rng_state, set_rng_state
+from e2nas.spaces import nb201
 from e2nas.spaces.nb201 import format_arch, parse_arch
 from e2nas.supernet.nb201 import FixedNet, count_flops, count_params
 from e2nas.training import (
@@ -168,3 +169,17 @@ def run_retrain(
     write_json(metrics, metrics_path)
     Path(checkpoint_path).unlink(missing_ok=True)
     return metrics, history
+
+
+def found_arch(result_path: str | os.PathLike | None, seed: int) -> str:
+    """The cell stage 4 found (its result.json), or, without one, a uniformly drawn cell (the
+    report's random-cell reference), drawn with `seed`."""
+    if result_path is None:
+        cell = nb201.sample_archs(1, torch.Generator().manual_seed(seed))[0].tolist()
+        return nb201.format_arch(cell)
+    import json
+
+    try:
+        return json.loads(Path(result_path).read_text())["arch"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"search result {result_path} is unreadable ({exc}); rerun the search stage") from None

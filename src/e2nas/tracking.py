@@ -203,9 +203,15 @@ class StageRun:
         if self.active:
             _call(self.uri, self.client.log_dict, self.run_id, data, name)
 
-    def epoch_logger(self, prefix: str = "") -> Callable[[int, dict], None]:
-        """An `on_epoch(epoch, metrics)` callback for the training loops."""
-        return lambda epoch, metrics: self.log_metrics({f"{prefix}{k}": v for k, v in metrics.items()}, step=epoch)
+    def epoch_logger(self, prefix: str = "") -> Callable:
+        """An `on_epoch` callback for the training loops: `(epoch, metrics)` or `(record)` with an "epoch" key."""
+
+        def log_epoch(epoch_or_record, metrics: dict | None = None) -> None:
+            if metrics is None:
+                metrics, epoch_or_record = epoch_or_record, epoch_or_record["epoch"]
+            self.log_metrics({f"{prefix}{k}": v for k, v in metrics.items() if k != "epoch"}, step=epoch_or_record)
+
+        return log_epoch
 
 
 def start_stage_run(

@@ -52,12 +52,18 @@ def log_notebook(rule_name, pattern):
     return f"{RESULTS}/notebooks/{rule_name}/{pattern}.ipynb"
 
 
-def stage_yaml(rule_name, log_pattern, wildcards, outputs, tags, **parameters):
-    """The one YAML document papermill injects into a stage notebook."""
+def stage_yaml(rule_name, log_path, wildcards, inputs, outputs, tags, **parameters):
+    """The one YAML document papermill injects into a stage notebook.
+
+    `inputs` / `outputs`: the rule's named files (code inputs are left out); `tags`: the MLflow
+    tags naming this invocation (space, dataset, method, seed); `parameters`: config sections.
+    """
     wc = dict(wildcards.items())
-    notebook_log = log_notebook(rule_name, log_pattern).format(**wc)
+    notebook_log = log_path.format(**wc)
     doc = {
         **parameters,
+        "device": config.get("device", "auto"),
+        "inputs": {k: v if isinstance(v, str) else list(v) for k, v in inputs.items() if k not in ("notebook", "code")},
         "outputs": {k: str(v) for k, v in outputs.items()},
         "tracking": {
             "experiment": config["run"],
@@ -69,9 +75,82 @@ def stage_yaml(rule_name, log_pattern, wildcards, outputs, tags, **parameters):
     return yaml.safe_dump(doc, sort_keys=True)
 
 
+E2NAS_METHODS = ("e2nas", "e2nas-noexplore", "e2nas-nocomplement")
+BASELINE_METHODS = ("gdas", "darts", "rsps")
+# `random`: a uniformly drawn cell, retrained as the report's reference line (no search).
+RANDOM_METHOD = "random"
+
+
 def section(name):
     return dict(config.get(name) or {})
 
 
+def checkpoint_path(rule_name, pattern):
+    """Where a long stage keeps its resumable state: outside its outputs, so a kill keeps it."""
+    return f"{RESULTS}/checkpoints/{rule_name}/{pattern}.pt"
+
+
+def warmup_path(dataset, space, seed):
+    return f"{RESULTS}/supernet/{dataset}/{space}/seed{seed}/warmup.pt"
+
+
+def search_result(dataset, space, method, seed):
+    return f"{RESULTS}/search/{dataset}/{space}/{method}/seed{seed}/result.json"
+
+
+def retrain_metrics(dataset, space, method, seed):
+    return f"{RESULTS}/retrain/{dataset}/{space}/{method}/seed{seed}/metrics.json"
+
+
+def configured(methods):
+    """Every (dataset, method, seed) of the config, in a stable order."""
+    return [(d, m, s) for d in config["datasets"] for m in methods for s in config["seeds"]]
+
+
+def get_search_inputs(wc):
+    """E2NAS variants read the VGAE; baselines do not, so editing stage 2 reruns none of them."""
+    inputs = {
+        "notebook": notebook("04_search"),
+        "warmup": warmup_path(wc.dataset, wc.space, wc.seed),
+        "code": sources(
+            "search/__init__.py", "search/common.py", "search/e2nas.py", "search/baselines.py",
+            "search/novelty.py", "supernet/__init__.py", "supernet/ops.py", "supernet/nb201.py",
+            "supernet/warmup.py", "training.py", "data.py", "checkpoint.py", "benchmarks.py", "spaces/nb201.py",
+            "tracking.py",
+        ),
+    }
+    if wc.method in E2NAS_METHODS:
+        inputs["vgae"] = f"{RESULTS}/vgae/{wc.space}/model.pt"
+        inputs["graphs"] = f"{RESULTS}/graphs/{wc.space}.pt"
+        inputs["code"] = inputs["code"] + VGAE_SOURCES + sources("graphs.py")
+    return inputs
+
+
+def get_retrain_inputs(wc):
+    inputs = {
+        "notebook": notebook("05_retrain"),
+        "code": sources("retrain.py", "training.py", "supernet/__init__.py", "supernet/ops.py", "supernet/nb201.py",
+                        "data.py", "checkpoint.py", "spaces/nb201.py", "tracking.py"),
+    }
+    if wc.method != RANDOM_METHOD:
+        inputs["result"] = search_result(wc.dataset, wc.space, wc.method, wc.seed)
+    return inputs
+
+
+def get_report_inputs(wc):
+    space = config["space"]
+    searched = configured(config["methods"])
+    return {
+        "notebook": notebook("06_report"),
+        "code": sources("report.py", "benchmarks.py", "supernet/warmup.py", "supernet/nb201.py", "data.py", "tracking.py"),
+        "results": [search_result(d, space, m, s) for d, m, s in searched],
+        "retrained": [retrain_metrics(d, space, m, s) for d, m, s in searched + configured([RANDOM_METHOD])],
+        "warmups": [warmup_path(d, space, s) for d in config["datasets"] for s in config["seeds"]],
+    }
+
+
 def get_final_outputs():
-    return [f"{RESULTS}/graphs/{config['space']}.pt"]
+    return [f"{RESULTS}/report/summary.csv"]
+
+
+VGAE_SOURCES = sources("vgae/__init__.py", "vgae/model.py", "vgae/train.py", "vgae/metrics.py")

@@ -11,8 +11,8 @@ rule build_graphs:
     log:
         notebook=log_notebook("build_graphs", "{space}"),
     params:
-        yaml=lambda wc, output: stage_yaml(
-            "build_graphs", "{space}", wc, output, {"space": wc.space}, space=wc.space
+        yaml=lambda wc, input, output: stage_yaml(
+            "build_graphs", log_notebook("build_graphs", "{space}"), wc, input, output, {"space": wc.space}, space=wc.space
         ),
     threads: 1
     conda:

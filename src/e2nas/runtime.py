@@ -1,0 +1,14 @@
+"""Small run-time choices shared by the stage notebooks."""
+
+from __future__ import annotations
+
+import torch
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' → CUDA when there is a GPU, else CPU; 'cuda' without a GPU is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"config key `device` is {name!r} but this machine has no CUDA GPU; use 'auto' or 'cpu'")
+    return torch.device(name)

@@ -1,0 +1,20 @@
+# Stage 6: every method and seed side by side.
+
+
+rule report:
+    input:
+        unpack(get_report_inputs),
+    output:
+        summary=f"{RESULTS}/report/summary.csv",
+    log:
+        notebook=f"{RESULTS}/report/report.ipynb",
+    params:
+        yaml=lambda wc, input, output: stage_yaml(
+            "report", f"{RESULTS}/report/report.ipynb", wc, input, output, {"space": config["space"]},
+            space=config["space"], report=section("report"), data=section("data"),
+        ),
+    threads: 1
+    conda:
+        CONDA_ENV
+    shell:
+        NOTEBOOK_SHELL

@@ -1,0 +1,26 @@
+# Stage 5: train each found cell from scratch on the full training set; test it.
+
+
+rule retrain_cell:
+    input:
+        unpack(get_retrain_inputs),
+    output:
+        metrics=retrain_metrics("{dataset}", "{space}", "{method}", "{seed}"),
+    log:
+        notebook=log_notebook("retrain_cell", "{dataset}/{space}/{method}/seed{seed}"),
+    params:
+        yaml=lambda wc, input, output: stage_yaml(
+            "retrain_cell", log_notebook("retrain_cell", "{dataset}/{space}/{method}/seed{seed}"), wc, input, output,
+            {"space": wc.space, "dataset": wc.dataset, "method": wc.method, "seed": wc.seed},
+            space=wc.space, dataset=wc.dataset, method=wc.method, seed=int(wc.seed),
+            data=section("data"), retrain=section("retrain"),
+            checkpoint=checkpoint_path("retrain_cell", f"{wc.dataset}/{wc.space}/{wc.method}/seed{wc.seed}"),
+        ),
+    wildcard_constraints:
+        method="|".join(E2NAS_METHODS + BASELINE_METHODS + (RANDOM_METHOD,)),
+        seed=r"\d+",
+    threads: 1
+    conda:
+        CONDA_ENV
+    shell:
+        NOTEBOOK_SHELL

@@ -1,0 +1,26 @@
+# Stage 4: architecture search on the warmed-up supernet (E2NAS, its ablations, baselines).
+
+
+rule search_architecture:
+    input:
+        unpack(get_search_inputs),
+    output:
+        result=search_result("{dataset}", "{space}", "{method}", "{seed}"),
+    log:
+        notebook=log_notebook("search_architecture", "{dataset}/{space}/{method}/seed{seed}"),
+    params:
+        yaml=lambda wc, input, output: stage_yaml(
+            "search_architecture", log_notebook("search_architecture", "{dataset}/{space}/{method}/seed{seed}"),
+            wc, input, output,
+            {"space": wc.space, "dataset": wc.dataset, "method": wc.method, "seed": wc.seed},
+            space=wc.space, dataset=wc.dataset, method=wc.method, seed=int(wc.seed), search=section("search"),
+            checkpoint=checkpoint_path("search_architecture", f"{wc.dataset}/{wc.space}/{wc.method}/seed{wc.seed}"),
+        ),
+    wildcard_constraints:
+        method="|".join(E2NAS_METHODS + BASELINE_METHODS),
+        seed=r"\d+",
+    threads: 1
+    conda:
+        CONDA_ENV
+    shell:
+        NOTEBOOK_SHELL

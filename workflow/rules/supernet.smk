@@ -1,0 +1,29 @@
+# Stage 3: warm up the weight-sharing supernet on uniformly sampled single paths.
+
+
+rule warmup_supernet:
+    input:
+        notebook=notebook("03_supernet_warmup"),
+        code=sources(
+            "supernet/__init__.py", "supernet/ops.py", "supernet/nb201.py", "supernet/warmup.py",
+            "training.py", "data.py", "checkpoint.py", "spaces/nb201.py", "tracking.py",
+        ),
+    output:
+        warmup=warmup_path("{dataset}", "{space}", "{seed}"),
+    log:
+        notebook=log_notebook("warmup_supernet", "{dataset}/{space}/seed{seed}"),
+    params:
+        yaml=lambda wc, input, output: stage_yaml(
+            "warmup_supernet", log_notebook("warmup_supernet", "{dataset}/{space}/seed{seed}"), wc, input, output,
+            {"space": wc.space, "dataset": wc.dataset, "seed": wc.seed},
+            space=wc.space, dataset=wc.dataset, seed=int(wc.seed),
+            data=section("data"), supernet=section("supernet"), warmup=section("warmup"),
+            checkpoint=checkpoint_path("warmup_supernet", f"{wc.dataset}/{wc.space}/seed{wc.seed}"),
+        ),
+    wildcard_constraints:
+        seed=r"\d+",
+    threads: 1
+    conda:
+        CONDA_ENV
+    shell:
+        NOTEBOOK_SHELL

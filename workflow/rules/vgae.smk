@@ -1,0 +1,23 @@
+# Stage 2: the VGAE that maps cells injectively into the continuous ("equivalent") space.
+
+
+rule pretrain_vgae:
+    input:
+        notebook=notebook("02_vgae_pretrain"),
+        graphs=f"{RESULTS}/graphs/{{space}}.pt",
+        code=VGAE_SOURCES + sources("graphs.py", "checkpoint.py", "benchmarks.py", "spaces/nb201.py", "tracking.py"),
+    output:
+        model=f"{RESULTS}/vgae/{{space}}/model.pt",
+        metrics=f"{RESULTS}/vgae/{{space}}/metrics.json",
+    log:
+        notebook=log_notebook("pretrain_vgae", "{space}"),
+    params:
+        yaml=lambda wc, input, output: stage_yaml(
+            "pretrain_vgae", log_notebook("pretrain_vgae", "{space}"), wc, input, output,
+            {"space": wc.space}, space=wc.space, vgae=section("vgae"),
+        ),
+    threads: 1
+    conda:
+        CONDA_ENV
+    shell:
+        NOTEBOOK_SHELL
