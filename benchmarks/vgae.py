@@ -57,19 +57,22 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         graphs_path = Path(tmp) / "graphs" / "nb201.pt"
         build_graph_set("nb201").save(graphs_path)
+        load_before = os.getloadavg()[0]
         start = time.perf_counter()
         metrics, _ = run_pretraining(
             graphs_path, Path(tmp) / "model.pt", Path(tmp) / "metrics.json", cfg, device=args.device, progress=True
         )
         stage_seconds = time.perf_counter() - start
-    text = report(metrics, stage_seconds, cfg, args)
+    # The machine is shared: the 1-minute load average says how contended the measurement was.
+    load = (load_before, os.getloadavg()[0])
+    text = report(metrics, stage_seconds, cfg, args, load)
     print(text)
     if not args.no_record:
         append_result(text)
     return metrics
 
 
-def report(m: dict, stage_seconds: float, cfg: VGAEConfig, args) -> str:
+def report(m: dict, stage_seconds: float, cfg: VGAEConfig, args, load: tuple[float, float]) -> str:
     ok = lambda cond: "pass" if cond else "FAIL"  # noqa: E731
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
@@ -79,7 +82,8 @@ def report(m: dict, stage_seconds: float, cfg: VGAEConfig, args) -> str:
         f"machine {platform.node()} ({platform.platform()}, {name}, {os.cpu_count()} CPUs), torch {torch.__version__}, "
         f"{torch.get_num_threads()} torch threads, device {device}; default VGAEConfig "
         f"(latent {cfg.latent_dim}, hidden {cfg.hidden_dim}, {cfg.num_layers} GIN layers, {cfg.epochs} epochs, "
-        f"batch {cfg.batch_size}, β {cfg.beta}); {m['num_archs']} NB201 cells, {m['num_heldout']} held out",
+        f"batch {cfg.batch_size}, β {cfg.beta}); {m['num_archs']} NB201 cells, {m['num_heldout']} held out; "
+        f"1-min load average {load[0]:.1f} before, {load[1]:.1f} after (other jobs share the CPUs)",
         "",
         "| quantity | value |",
         "| --- | ---: |",

@@ -33,7 +33,7 @@ def reconstruction_accuracy(model, mu: Tensor, archs: Tensor) -> float:
     return exact_match(model.decode_archs(mu), archs.to(mu.device)).float().mean().item()
 
 
-def unique_means(mu: Tensor, tol: float = UNIQUE_TOL, chunk: int = 2048) -> int:
+def unique_means(mu: Tensor, tol: float = UNIQUE_TOL, chunk: int = 1024) -> int:
     """Number of cells whose μ is farther than `tol` (L2) from every other cell's μ.
 
     A near-duplicate pair removes both cells from the count. Distances are computed in

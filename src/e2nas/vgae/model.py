@@ -41,9 +41,9 @@ class VGAEConfig:
     hidden_dim: int = 64  # width of the GIN layers and of the decoder MLP
     num_layers: int = 3  # GIN layers (message-passing hops along frm → op → to)
     decoder_layers: int = 2  # hidden layers of the decoder MLP
-    epochs: int = 30  # passes over the training cells
-    batch_size: int = 128  # cells per mini-batch
-    lr: float = 2e-3  # Adam learning rate, cosine-annealed to lr / 20
+    epochs: int = 20  # passes over the training cells (held-out reconstruction reaches 1.0 after ~8)
+    batch_size: int = 256  # cells per mini-batch
+    lr: float = 4e-3  # Adam learning rate, cosine-annealed to lr / 20
     beta: float = 0.05  # KL weight β in recon + β·KL, reached after the warm-up
     kl_warmup: int = 5  # epochs over which β ramps linearly from 0 (lets the encoder separate cells first)
     heldout_fraction: float = 0.1  # share of cells never trained on, for the held-out reconstruction accuracy
