@@ -1,0 +1,95 @@
+"""Wall time of the default pipeline (`snakemake --cores 8`) from an empty run folder.
+
+Runs the committed workflow on a config (default: config/config.yaml) in a fresh working
+folder, then prints and appends to benchmarks/RESULTS.md: the wall time, the time per rule,
+and what the run found (per method: seeds, mean ± std of retrain accuracy and of the found
+cells' NB201 CIFAR-10 table accuracy).
+
+    python benchmarks/pipeline.py [--config config/config.yaml] [--workdir DIR] [--cores 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
+    parser.add_argument("--workdir", default=None, help="empty folder to run in (default: a temporary one)")
+    parser.add_argument("--cores", default="8")
+    args = parser.parse_args()
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="e2nas-pipeline-"))
+    run = yaml.safe_load(Path(args.config).read_text())["run"]
+    snakemake = Path(sys.executable).parent / "snakemake"
+    cmd = [str(snakemake), "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", args.config, "--cores", args.cores]
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if out.returncode != 0:
+        sys.exit(f"pipeline failed after {wall:.0f} s:\n{out.stderr[-4000:]}")
+
+    results = workdir / "results" / run
+    frame = pd.read_csv(results / "report" / "summary.csv")
+    found = frame.groupby("method").agg(
+        seeds=("seed", "count"),
+        retrain_mean=("test_accuracy", "mean"),
+        retrain_std=("test_accuracy", "std"),
+        nb201_c10_mean=("nb201_cifar10", "mean"),
+        nb201_c10_std=("nb201_cifar10", "std"),
+    )
+    durations = {}
+    for nb in results.rglob("notebooks/**/*.ipynb"):
+        rule = nb.relative_to(results / "notebooks").parts[0]
+        durations.setdefault(rule, []).append(json.loads(nb.read_text())["metadata"]["papermill"]["duration"])
+    report_nb = json.loads((results / "report" / "report.ipynb").read_text())
+    durations["report"] = [report_nb["metadata"]["papermill"]["duration"]]
+
+    load = os.getloadavg()[0]
+    lines = [
+        f"\n## pipeline — {datetime.now().isoformat(timespec='seconds')}\n",
+        f"machine {platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs), `snakemake --cores {args.cores}`, "
+        f"config {Path(args.config).name} (run `{run}`), from an empty folder; load average at the end {load:.1f}\n",
+        f"**wall time: {wall:.0f} s ({wall / 60:.1f} min)**\n",
+        "| rule | jobs | notebook seconds (sum) | per job (mean) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for rule, secs in sorted(durations.items()):
+        lines.append(f"| {rule} | {len(secs)} | {sum(secs):.0f} | {sum(secs) / len(secs):.0f} |")
+    lines += [
+        "",
+        "What it found (retrain: test accuracy % of the found cell trained from scratch on this data; NB201 C-10: "
+        "the cell's CIFAR-10 table accuracy, a transfer proxy):",
+        "",
+        "| method | seeds | retrain acc (mean ± std) | NB201 C-10 (mean ± std) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    def mean_std(mean, std) -> str:
+        return "–" if mean != mean else f"{mean:.2f} ± {std:.2f}"
+
+    for method, r in found.iterrows():
+        lines.append(
+            f"| {method} | {int(r.seeds)} | {mean_std(r.retrain_mean, r.retrain_std)} | {mean_std(r.nb201_c10_mean, r.nb201_c10_std)} |"
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(REPO / "benchmarks" / "RESULTS.md", "a") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
