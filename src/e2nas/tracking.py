@@ -34,9 +34,10 @@ except ImportError:  # the library must import without MLflow
 
 RESULTS_DIR = "results"
 # A dead server should fail a stage in seconds; MLflow's own default backoff takes minutes.
+# MLflow parses these at request time, and the backoff factor as an int ("0.5" is an error).
 HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
 }
@@ -118,12 +119,19 @@ def _call(uri: str, fn: Callable, *args, **kwargs):
 
 
 def init_store(results_dir: str | os.PathLike = RESULTS_DIR) -> str | None:
-    """Create the store (schema migrations) once, before parallel jobs start. Returns the URI."""
+    """Create the store (schema migrations) once, before parallel jobs start. Returns the URI.
+
+    A tracking server that does not answer raises TrackingError here, before any job starts
+    (and before a --forcerun deletes the outputs it would rewrite).
+    """
     if mlflow is None:
         log.warning("MLflow is not installed: tracking is off")
         return None
-    _client(results_dir)
-    return tracking_uri(results_dir)
+    client = _client(results_dir)
+    uri = tracking_uri(results_dir)
+    if uri.startswith("http"):
+        _call(uri, client.search_experiments, max_results=1)
+    return uri
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
@@ -214,6 +222,19 @@ class StageRun:
         return log_epoch
 
 
+def _end_killed_run(client, run_file: str | os.PathLike) -> None:
+    """A run file left behind names the run of an invocation that was killed: mark that run KILLED."""
+    run_file = Path(run_file)
+    if not run_file.exists():
+        return
+    run_id = run_file.read_text().strip()
+    try:
+        if retry_locked(client.get_run)(run_id).info.status == "RUNNING":
+            retry_locked(client.set_terminated)(run_id, "KILLED")
+    except Exception as exc:  # e.g. a run file from another store: nothing to end there
+        log.warning("could not end the killed run %s named in %s: %s", run_id, run_file, exc)
+
+
 def start_stage_run(
     experiment: str,
     stage: str,
@@ -244,6 +265,7 @@ def start_stage_run(
     stage_run = StageRun(client, uri, run.info.run_id)
     stage_run.log_params(params)
     if run_file:
+        _end_killed_run(client, run_file)
         Path(run_file).parent.mkdir(parents=True, exist_ok=True)
         Path(run_file).write_text(run.info.run_id + "\n")
     return stage_run
