@@ -35,6 +35,7 @@ HOSTILE_NOTES = "smoke; it's a \"test\" $(touch PWNED) `touch PWNED2`; touch PWN
 
 def copy_project(dest: Path) -> Path:
     """A private copy of the workflow, so tests can touch files without touching the repo."""
+    dest.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         src = REPO / name
         if src.is_dir():

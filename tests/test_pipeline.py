@@ -1,5 +1,6 @@
 """End to end on the smoke profile: outputs, MLflow, reruns after edits, config strings."""
 
+import contextlib
 import json
 import os
 import re
@@ -18,23 +19,31 @@ def planned_jobs(pipe) -> list[tuple[str, str]]:
     """(rule, wildcards) of every job a dry run would start."""
     out = snakemake(pipe["project"], pipe["workdir"], "-n", "--cores", "1", env=pipeline_env())
     assert out.returncode == 0, out.stderr
-    text = out.stdout + out.stderr
-    return re.findall(r"^(?:local)?rule (\w+):\n(?:.*\n)*?(?:    wildcards: (.*)\n|    jobid)", text, flags=re.M)
+    blocks = re.split(r"^(?:local)?rule (\w+):$", out.stdout + out.stderr, flags=re.M)[1:]
+    jobs = []
+    for rule, body in zip(blocks[::2], blocks[1::2]):
+        wildcards = re.search(r"^\s+wildcards: (.*)$", body, flags=re.M)
+        jobs.append((rule, wildcards.group(1) if wildcards else ""))
+    return jobs
 
 
-def touched(pipe, relpath):
-    """Context: bump one project file's mtime, restore it afterwards."""
+@contextlib.contextmanager
+def edited(pipe, relpath):
+    """Edit one project file's content (Snakemake ignores a bare touch: it compares checksums
+    of small inputs whose mtime changed), then restore it, mtime included."""
     path = pipe["project"] / relpath
-
-    class Touch:
-        def __enter__(self):
-            self.stat = path.stat()
-            os.utime(path, (self.stat.st_atime, self.stat.st_mtime + 3600))
-
-        def __exit__(self, *exc):
-            os.utime(path, (self.stat.st_atime, self.stat.st_mtime))
-
-    return Touch()
+    text, stat = path.read_text(), path.stat()
+    if path.suffix == ".ipynb":
+        notebook = json.loads(text)
+        notebook["metadata"]["edited_by_test"] = True
+        path.write_text(json.dumps(notebook))
+    else:
+        path.write_text(text + "\n# edited by a test\n")
+    try:
+        yield
+    finally:
+        path.write_text(text)
+        os.utime(path, (stat.st_atime, stat.st_mtime))
 
 
 def test_every_stage_wrote_valid_outputs(smoke_pipeline):
@@ -90,15 +99,15 @@ def test_complete_run_schedules_nothing(smoke_pipeline):
     assert planned_jobs(smoke_pipeline) == []
 
 
-@pytest.mark.parametrize("edited", ["notebooks/01_graph_dataset.ipynb", "src/e2nas/spaces/nb201.py"])
-def test_editing_stage1_reruns_stage1(smoke_pipeline, edited):
-    with touched(smoke_pipeline, edited):
+@pytest.mark.parametrize("path", ["notebooks/01_graph_dataset.ipynb", "src/e2nas/spaces/nb201.py"])
+def test_editing_stage1_reruns_stage1(smoke_pipeline, path):
+    with edited(smoke_pipeline, path):
         rules = {rule for rule, _ in planned_jobs(smoke_pipeline)}
     assert "build_graphs" in rules
 
 
 def test_editing_the_vgae_reruns_no_baseline(smoke_pipeline):
-    with touched(smoke_pipeline, "notebooks/02_vgae_pretrain.ipynb"):
+    with edited(smoke_pipeline, "notebooks/02_vgae_pretrain.ipynb"):
         jobs = planned_jobs(smoke_pipeline)
     rules = {rule for rule, _ in jobs}
     assert {"pretrain_vgae", "search_architecture"} <= rules and "build_graphs" not in rules
