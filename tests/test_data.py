@@ -1,7 +1,6 @@
 """e2nas.data: each format read from small files written in that format, the split, augmentation."""
 
 import gzip
-import os
 import pickle
 import struct
 from pathlib import Path

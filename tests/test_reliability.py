@@ -28,7 +28,7 @@ import yaml
 from conftest import REPO, SNAKEMAKE, copy_project, pipeline_env, snakemake
 from e2nas import data as data_mod
 from e2nas import tracking
-from e2nas.checkpoint import CheckpointError, DivergedError, EpochCheckpoint, atomic_save, safe_load
+from e2nas.checkpoint import CheckpointError, DivergedError, EpochCheckpoint, safe_load
 from e2nas.data import DatasetError, ImageData, load_dataset, load_split, make_split, save_split
 from e2nas.graphs import GraphSet, build_graph_set
 from e2nas.spaces import nb201

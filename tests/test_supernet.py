@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from e2nas.spaces.nb201 import EDGES, NUM_EDGES, OPS, format_arch
+from e2nas.spaces.nb201 import NUM_EDGES, OPS, format_arch
 from e2nas.supernet import FixedNet, SuperNet, count_flops, count_params
 from e2nas.supernet.nb201 import SearchCell
 

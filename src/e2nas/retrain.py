@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,21 +17,11 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from e2nas.checkpoint import CheckpointError, EpochCheckpoint, atomic_save, check_finite, rng_state, set_rng_state
+from e2nas.checkpoint import CheckpointError, EpochCheckpoint, atomic_save
 from e2nas.spaces import nb201
 from e2nas.spaces.nb201 import format_arch, parse_arch
 from e2nas.supernet.nb201 import FixedNet, count_flops, count_params
-from e2nas.training import (
-    append_record,
-    evaluate,
-    make_sgd,
-    new_history,
-    seeded_init,
-    split_digest,
-    stage_generators,
-    train_epoch,
-    write_json,
-)
+from e2nas.training import evaluate, fit_epochs, make_sgd, seeded_init, split_digest, stage_generators, write_json
 
 log = logging.getLogger(__name__)
 
@@ -122,34 +111,10 @@ def run_retrain(
         {"stage": "retrain", "arch": format_arch(cell), "dataset": data.name, "seed": seed,
          "split": split_digest(split), "retrain": asdict(cfg)},
     )
-    history, elapsed, start = new_history(), 0.0, 0
-    state = ckpt.load()
-    if state is not None:
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"], gens)
-        history, elapsed, start = state["history"], float(state["elapsed"]), int(state["epoch"]) + 1
-        log.info("resuming retraining of %s from epoch %d (%s)", format_arch(cell), start, checkpoint_path)
-
-    for epoch in range(start, cfg.epochs):
-        t0 = time.perf_counter()
-        lr = opt.param_groups[0]["lr"]
-        desc = f"retrain epoch {epoch + 1}/{cfg.epochs}"
-        stats = train_epoch(net, batches, opt, cfg.grad_clip, progress=progress, desc=desc)
-        sched.step()
-        check_finite(stats["loss"], epoch, checkpoint_path if Path(checkpoint_path).exists() else None)
-        seconds = time.perf_counter() - t0
-        elapsed += seconds
-        record = {"epoch": epoch, **stats, "lr": lr, "seconds": seconds}
-        append_record(history, record)
-        log.info("retrain epoch %d: loss %.4f, accuracy %.2f%%", epoch, stats["loss"], stats["accuracy"])
-        ckpt.save(
-            epoch, model=net.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-            rng=rng_state(gens), history=history, elapsed=elapsed,
-        )
-        if on_epoch is not None:
-            on_epoch(record)
+    history, elapsed = fit_epochs(
+        net, batches, opt, sched, gens, ckpt, cfg.epochs, cfg.grad_clip,
+        progress=progress, name="retrain", on_epoch=on_epoch,
+    )
 
     test_x, test_y = _test_images(data, cfg.test_subset)
     metrics = {

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+from e2nas.checkpoint import EpochCheckpoint, check_finite, rng_state, set_rng_state
+
+log = logging.getLogger(__name__)
 
 
 def make_sgd(
@@ -129,3 +135,54 @@ def write_json(obj: dict, path: str | os.PathLike) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+def fit_epochs(
+    net: nn.Module,
+    batches,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    generators: dict[str, torch.Generator],
+    checkpoint: EpochCheckpoint,
+    epochs: int,
+    grad_clip: float | None,
+    forward: Callable[[Tensor], Tensor] | None = None,
+    progress: bool = True,
+    name: str = "training",
+    on_epoch: Callable[[dict], None] | None = None,
+) -> tuple[dict[str, list], float]:
+    """`epochs` of `train_epoch`, checkpointed after each one and resumed from `checkpoint`.
+
+    Returns (history, training seconds). A non-finite loss stops with DivergedError and keeps
+    the previous epoch's checkpoint.
+    """
+    history, elapsed, start = new_history(), 0.0, 0
+    state = checkpoint.load()
+    if state is not None:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"], generators)
+        history, elapsed, start = state["history"], float(state["elapsed"]), int(state["epoch"]) + 1
+        log.info("resuming %s from epoch %d (%s)", name, start, checkpoint.path)
+
+    for epoch in range(start, epochs):
+        t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        stats = train_epoch(
+            net, batches, optimizer, grad_clip, forward=forward, progress=progress, desc=f"{name} epoch {epoch + 1}/{epochs}"
+        )
+        scheduler.step()
+        check_finite(stats["loss"], epoch, checkpoint.path if checkpoint.path.exists() else None)
+        seconds = time.perf_counter() - t0
+        elapsed += seconds
+        record = {"epoch": epoch, **stats, "lr": lr, "seconds": seconds}
+        append_record(history, record)
+        log.info("%s epoch %d: loss %.4f, accuracy %.2f%%", name, epoch, stats["loss"], stats["accuracy"])
+        checkpoint.save(
+            epoch, model=net.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+            rng=rng_state(generators), history=history, elapsed=elapsed,
+        )
+        if on_epoch is not None:
+            on_epoch(record)
+    return history, elapsed

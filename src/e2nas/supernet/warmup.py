@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -25,22 +24,17 @@ from e2nas.checkpoint import (
     CheckpointError,
     EpochCheckpoint,
     atomic_save,
-    check_finite,
-    rng_state,
     safe_load,
-    set_rng_state,
 )
 from e2nas.spaces.nb201 import NUM_EDGES, OPS
 from e2nas.supernet.nb201 import SuperNet
 from e2nas.training import (
-    append_record,
     evaluate,
+    fit_epochs,
     make_sgd,
-    new_history,
     seeded_init,
     split_digest,
     stage_generators,
-    train_epoch,
 )
 
 log = logging.getLogger(__name__)
@@ -137,37 +131,10 @@ def run_warmup(
         {"stage": "warmup", "dataset": data.name, "seed": seed, "split": split_digest(split),
          "supernet": asdict(net_cfg), "warmup": asdict(cfg)},
     )
-    history, elapsed, start = new_history(), 0.0, 0
-    state = ckpt.load()
-    if state is not None:
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"], gens)
-        history, elapsed, start = state["history"], float(state["elapsed"]), int(state["epoch"]) + 1
-        log.info("resuming warm-up from epoch %d (%s)", start, checkpoint_path)
-
-    for epoch in range(start, cfg.epochs):
-        t0 = time.perf_counter()
-        lr = opt.param_groups[0]["lr"]
-        stats = train_epoch(
-            net, batches, opt, cfg.grad_clip,
-            forward=lambda xb: net(xb, sample_path(gens["path"])),
-            progress=progress, desc=f"warm-up epoch {epoch + 1}/{cfg.epochs}",
-        )
-        sched.step()
-        check_finite(stats["loss"], epoch, checkpoint_path if Path(checkpoint_path).exists() else None)
-        seconds = time.perf_counter() - t0
-        elapsed += seconds
-        record = {"epoch": epoch, **stats, "lr": lr, "seconds": seconds}
-        append_record(history, record)
-        log.info("warm-up epoch %d: loss %.4f, accuracy %.2f%%", epoch, stats["loss"], stats["accuracy"])
-        ckpt.save(
-            epoch, model=net.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-            rng=rng_state(gens), history=history, elapsed=elapsed,
-        )
-        if on_epoch is not None:
-            on_epoch(record)
+    history, elapsed = fit_epochs(
+        net, batches, opt, sched, gens, ckpt, cfg.epochs, cfg.grad_clip,
+        forward=lambda xb: net(xb, sample_path(gens["path"])), progress=progress, name="warm-up", on_epoch=on_epoch,
+    )
 
     atomic_save(
         {
