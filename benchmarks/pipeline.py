@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from results_file import append_result
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,8 +88,7 @@ def main() -> None:
         )
     text = "\n".join(lines) + "\n"
     print(text)
-    with open(REPO / "benchmarks" / "RESULTS.md", "a") as f:
-        f.write(text)
+    append_result(text)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -32,7 +31,8 @@ from e2nas.search.common import Harness, SearchConfig, random_cells, straight_th
 from e2nas.search.e2nas import E2NAS
 from e2nas.spaces import nb201
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+from results_file import append_result  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
+
 METHOD_ORDER = ("e2nas", "gdas", "darts", "rsps")
 
 
@@ -189,18 +189,6 @@ def report(s: dict, device: torch.device) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def append_result(text: str) -> None:
-    """Append to RESULTS.md, re-reading it in the same open (other benchmarks append too)."""
-    with open(RESULTS, "a+") as f:
-        f.seek(0)
-        current = f.read()
-        if not current:
-            f.write("# Benchmark results\n\n")
-        elif not current.endswith("\n\n"):
-            f.write("\n" if current.endswith("\n") else "\n\n")
-        f.write(text + "\n")
 
 
 if __name__ == "__main__":

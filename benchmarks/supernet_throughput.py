@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from
 from e2nas.supernet.nb201 import SuperNet  # noqa: E402
 from e2nas.supernet.warmup import sample_path  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+from results_file import append_result  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
+
 # name: (C, N, in_channels, image side, classes)
 SIZES = {"default": (8, 1, 1, 28, 10), "paper": (16, 5, 3, 32, 10)}
 
@@ -102,18 +103,6 @@ def report(rows: dict, args, device: torch.device) -> str:
         lines.append(f"| {size} | {C} | {N} | {channels}x{side}x{side} | {1e3 * med:.1f} | {args.batch / med:,.0f} |")
     lines.append("")
     return "\n".join(lines)
-
-
-def append_result(text: str) -> None:
-    """Append to RESULTS.md, re-reading it in the same open (other benchmarks append too)."""
-    with open(RESULTS, "a+") as f:
-        f.seek(0)
-        current = f.read()
-        if not current:
-            f.write("# Benchmark results\n\n")
-        elif not current.endswith("\n\n"):
-            f.write("\n" if current.endswith("\n") else "\n\n")
-        f.write(text + "\n")
 
 
 def main(argv=None) -> dict:

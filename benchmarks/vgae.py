@@ -26,7 +26,8 @@ import torch
 from e2nas.graphs import build_graph_set
 from e2nas.vgae import VGAEConfig, run_pretraining
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+from results_file import append_result  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
+
 BAR_SECONDS = 180.0
 SHOWN = (
     "reconstruction_accuracy",
@@ -104,18 +105,6 @@ def report(m: dict, stage_seconds: float, cfg: VGAEConfig, args, load: tuple[flo
         "",
     ]
     return "\n".join(lines)
-
-
-def append_result(text: str) -> None:
-    """Append to RESULTS.md, re-reading it in the same open (other benchmarks append too)."""
-    with open(RESULTS, "a+") as f:
-        f.seek(0)
-        current = f.read()
-        if not current:
-            f.write("# Benchmark results\n\n")
-        elif not current.endswith("\n\n"):
-            f.write("\n" if current.endswith("\n") else "\n\n")
-        f.write(text + "\n")
 
 
 if __name__ == "__main__":
