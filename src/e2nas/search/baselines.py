@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from e2nas.search.common import Cell, Harness, SearchMethod, linear_tau, random_cells, straight_through
+from e2nas.search.common import (
+    Cell,
+    Harness,
+    SearchMethod,
+    hard_cell,
+    linear_tau,
+    random_cells,
+    straight_through,
+)
 from e2nas.spaces import nb201
 
 
@@ -76,11 +84,7 @@ class GDAS(_EdgeLogits):
 
     def step(self, xw, yw, xa, ya, cell: Cell | None = None, probe: bool = False) -> None:
         probs = self.gumbel_sample()
-        if cell is None:
-            index = probs.argmax(dim=-1)
-            cell = tuple(index.tolist())  # the step's one host transfer: it picks the path
-        else:
-            index = torch.tensor(cell, dtype=torch.long, device=self.harness.device)
+        cell, index = hard_cell(probs, cell)
         prev = self.prev if self.prev is not None else cell
         self.harness.train_paths(xw, yw, [(cell, 1.0)], probe=prev if probe else None)
         self.arch_update(self.harness.path_loss(xa, ya, cell, straight_through(probs, index)))

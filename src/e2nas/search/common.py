@@ -271,6 +271,15 @@ def straight_through(probs: Tensor, index: Tensor) -> Tensor:
     return hard - probs.detach() + probs
 
 
+def hard_cell(probs: Tensor, cell: Cell | None = None) -> tuple[Cell, Tensor]:
+    """The cell to run, as host ints and as a device index: argmax of P, or a given `cell`
+    (benchmarks fix the cells). The argmax's copy to the host is a step's one sync: it picks the path."""
+    if cell is None:
+        index = probs.argmax(dim=-1)
+        return tuple(index.tolist()), index
+    return cell, torch.tensor(cell, dtype=torch.long, device=probs.device)
+
+
 def random_cells(n: int, generator: torch.Generator) -> list[Cell]:
     return [tuple(c) for c in nb201.sample_archs(n, generator).tolist()]
 

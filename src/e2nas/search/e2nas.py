@@ -21,7 +21,15 @@ import math
 import torch
 from torch import Tensor, nn
 
-from e2nas.search.common import Cell, Harness, SearchMethod, eta_at, geometric_tau, straight_through
+from e2nas.search.common import (
+    Cell,
+    Harness,
+    SearchMethod,
+    eta_at,
+    geometric_tau,
+    hard_cell,
+    straight_through,
+)
 from e2nas.search.novelty import LatentArchive
 from e2nas.spaces import nb201
 
@@ -141,11 +149,7 @@ class E2NAS(SearchMethod):
 
     def step(self, xw, yw, xa, ya, cell: Cell | None = None, probe: bool = False) -> None:
         z, probs = self.sample()
-        if cell is None:
-            index = probs.argmax(dim=-1)
-            cell = tuple(index.tolist())  # the step's one host transfer: it picks the path
-        else:
-            index = torch.tensor(cell, dtype=torch.long, device=self.harness.device)
+        cell, index = hard_cell(probs, cell)
         prev = self.prev if self.prev is not None else cell
         self.weight_step(xw, yw, prev, cell, probe)
         self.arch_step(xa, ya, z, probs, cell, index)
