@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-SPACES = ("nb201",)
+SPACES = ("nb201", "darts")
 
 
 def get_space(name: str) -> ModuleType:
@@ -13,4 +13,8 @@ def get_space(name: str) -> ModuleType:
         from e2nas.spaces import nb201
 
         return nb201
+    if name == "darts":
+        from e2nas.spaces import darts
+
+        return darts
     raise ValueError(f"unknown search space {name!r} (config key `space`); known: {', '.join(SPACES)}")
