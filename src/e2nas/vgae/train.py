@@ -57,7 +57,7 @@ def build_model(graphs: GraphSet, cfg: VGAEConfig, device: torch.device) -> Grap
     from e2nas.spaces import get_space
 
     with seeded_global_rng(cfg.seed, torch.device("cpu")):
-        model = GraphVAE(graphs.num_features, get_space(graphs.space).CHOICE_SIZES, cfg)
+        model = GraphVAE(graphs.num_features, get_space(graphs.space).CHOICE_SIZES, cfg, num_nodes=graphs.x.shape[1])
     model.space = graphs.space
     return model.to(device)
 
