@@ -15,6 +15,10 @@ rule build_graphs:
             "build_graphs", log_notebook("build_graphs", "{space}"), wc, input, output, {"space": wc.space}, space=wc.space
         ),
     threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=lambda wc, attempt: 15 * attempt,
+        cpus_per_task=lambda wc, threads: threads,
     conda:
         CONDA_ENV
     shell:

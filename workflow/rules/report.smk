@@ -14,6 +14,10 @@ rule report:
             space=config["space"], report=section("report"), data=section("data"),
         ),
     threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=lambda wc, attempt: 60 * attempt,
+        cpus_per_task=lambda wc, threads: threads,
     conda:
         CONDA_ENV
     shell:

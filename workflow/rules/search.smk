@@ -20,6 +20,10 @@ rule search_architecture:
         method="|".join(E2NAS_METHODS + BASELINE_METHODS),
         seed=r"\d+",
     threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=lambda wc, attempt: 240 * attempt,
+        cpus_per_task=lambda wc, threads: threads,
     conda:
         CONDA_ENV
     shell:

@@ -23,6 +23,10 @@ rule warmup_supernet:
     wildcard_constraints:
         seed=r"\d+",
     threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=lambda wc, attempt: 120 * attempt,
+        cpus_per_task=lambda wc, threads: threads,
     conda:
         CONDA_ENV
     shell:

@@ -17,6 +17,10 @@ rule pretrain_vgae:
             {"space": wc.space}, space=wc.space, vgae=section("vgae"),
         ),
     threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=lambda wc, attempt: 60 * attempt,
+        cpus_per_task=lambda wc, threads: threads,
     conda:
         CONDA_ENV
     shell:
