@@ -195,14 +195,27 @@ class Harness:
         torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)  # no host sync: the norm stays a tensor
         self.w_opt.step()
 
+    # Several paths of one weight step in one grouped pass (e2nas.supernet.grouped): None = where
+    # it measures faster, i.e. NB201 supernets on CUDA (launch-bound there; on a CPU the compute
+    # is the same and the separate passes keep one path's activations alive at a time).
+    grouped_paths: bool | None = None
+
+    def _use_grouped(self) -> bool:
+        from e2nas.supernet.nb201 import SuperNet
+
+        if not isinstance(self.net, SuperNet):
+            return False
+        return self.device.type == "cuda" if self.grouped_paths is None else self.grouped_paths
+
     def train_paths(self, x: Tensor, y: Tensor, terms: Sequence[tuple[Cell, float]], probe: Cell | None = None) -> Tensor:
         """One SGD step on Σ coef · L(cell) over single paths; returns the first term's loss (detached).
 
         Identical cells in `terms` are merged (their coefficients add): on the same batch they
-        have the same loss and gradient, so one pass computes both exactly. Each term is
-        backpropagated as soon as it is built, so only one path's graph is alive at a time.
-        With `probe`, the accuracy of that cell on the fixed batch is recorded just before and
-        just after the step (the forgetting measure).
+        have the same loss and gradient, so one pass computes both exactly. The remaining paths
+        run either in one grouped pass (see `grouped_paths`) or one after the other, each
+        backpropagated as soon as it is built so that only one path's graph is alive at a time;
+        both give the same gradient. With `probe`, the accuracy of that cell on the fixed batch
+        is recorded just before and just after the step (the forgetting measure).
         """
         merged: dict[Cell, float] = {}
         for cell, coef in terms:
@@ -211,10 +224,18 @@ class Harness:
             self.stats.set("forget_before", self.probe_accuracy(probe))
         self.w_opt.zero_grad(set_to_none=True)
         first = None
-        for cell, coef in merged.items():
-            loss = self.path_loss(x, y, cell)
-            (coef * loss).backward()
-            first = loss.detach() if first is None else first
+        if len(merged) > 1 and self._use_grouped():
+            from e2nas.supernet.grouped import grouped_losses
+
+            losses = grouped_losses(self.net, x, y, list(merged))
+            # Python-float coefficients: a host tensor copied to the device would wait for the queue.
+            sum(coef * loss for coef, loss in zip(merged.values(), losses.unbind())).backward()
+            first = losses[0].detach()
+        else:
+            for cell, coef in merged.items():
+                loss = self.path_loss(x, y, cell)
+                (coef * loss).backward()
+                first = loss.detach() if first is None else first
         self._weight_update()
         if probe is not None:
             self.stats.set("forget_after", self.probe_accuracy(probe))
