@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "gpu_check.py"
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 DATA = Path(os.environ.get("E2NAS_FASHION_DIR", "/usr/share/datasets/fashion-mnist"))
-ROWS = ("warm-up", "e2nas", "e2nas-3paths", "e2nas-separate", "e2nas-3paths-separate", "gdas", "darts", "rsps")
+ROWS = ("warm-up", "e2nas", "e2nas-3paths", "e2nas-grouped", "e2nas-3paths-grouped", "gdas", "darts", "rsps")
 ABSENT_ON_GPU = ("mlflow", "snakemake", "papermill")
 
 pytestmark = pytest.mark.skipif(not (DATA / "train-images-idx3-ubyte.gz").is_file(), reason=f"no Fashion-MNIST in {DATA}")
@@ -39,7 +39,7 @@ def run_check(tmp_path: Path, *flags: str, absent=ABSENT_ON_GPU) -> subprocess.C
 def test_tiny_cpu_run_reports_every_row_and_bar(tmp_path):
     before = RESULTS.read_text() if RESULTS.exists() else ""
     out = run_check(
-        tmp_path, "--steps", "2", "--warmup-steps", "1", "--channels", "4", "--cells", "1", "--half", "256", "--grouped", "on"
+        tmp_path, "--steps", "2", "--warmup-steps", "1", "--channels", "4", "--cells", "1", "--half", "256"
     )
     assert out.returncode == 0, out.stderr[-3000:]
     report = (tmp_path / "out" / "gpu_check.md").read_text()
@@ -56,8 +56,8 @@ def test_tiny_cpu_run_reports_every_row_and_bar(tmp_path):
     assert set(rows) == set(ROWS)
     assert all(r["median_ms"] > 0 and len(r["step_ms"]) == 2 for r in rows.values())
     assert rows["e2nas-3paths"]["mean_paths"] == 3.0  # a_t, a_{t−1}, a_c distinct in every timed step
-    assert rows["e2nas-3paths-separate"]["mean_paths"] == 3.0
-    assert "grouped pass: e2nas step" in report
+    assert rows["e2nas-3paths-grouped"]["mean_paths"] == 3.0
+    assert "grouped pass (opt-in): e2nas step" in report
     assert 2.0 <= rows["e2nas"]["mean_paths"] <= 3.0
     assert rows["gdas"]["mean_paths"] == rows["rsps"]["mean_paths"] == 1.0
     assert rows["darts"]["mean_paths"] is None  # the mixture trains no single path

@@ -195,17 +195,16 @@ class Harness:
         torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)  # no host sync: the norm stays a tensor
         self.w_opt.step()
 
-    # Several paths of one weight step in one grouped pass (e2nas.supernet.grouped): None = where
-    # it measures faster, i.e. NB201 supernets on CUDA (launch-bound there; on a CPU the compute
-    # is the same and the separate passes keep one path's activations alive at a time).
-    grouped_paths: bool | None = None
+    # Several paths of one weight step in one grouped pass (e2nas.supernet.grouped), NB201
+    # supernets only. Off by default: on an H200 at paper size it was faster in 1 of 4 settings
+    # and took twice the memory (benchmarks/RESULTS.md, gpu_check 2026-11-30); on a CPU the
+    # compute is the same and separate passes keep one path's activations alive at a time.
+    grouped_paths: bool = False
 
     def _use_grouped(self) -> bool:
         from e2nas.supernet.nb201 import SuperNet
 
-        if not isinstance(self.net, SuperNet):
-            return False
-        return self.device.type == "cuda" if self.grouped_paths is None else self.grouped_paths
+        return self.grouped_paths and isinstance(self.net, SuperNet)
 
     def train_paths(self, x: Tensor, y: Tensor, terms: Sequence[tuple[Cell, float]], probe: Cell | None = None) -> Tensor:
         """One SGD step on Σ coef · L(cell) over single paths; returns the first term's loss (detached).
