@@ -15,6 +15,7 @@ from e2nas.data import (
     BatchIterator,
     DatasetError,
     augment_batch,
+    cutout_batch,
     load_dataset,
     load_split,
     make_split,
@@ -267,3 +268,49 @@ def test_batch_iterator_covers_each_sample_once_and_replays():
     assert all(xb.shape == (4, 1, 3, 3) for xb, _ in second)
     with pytest.raises(ValueError, match="batch_size"):
         BatchIterator(x, y, 11, "cpu")
+
+
+@pytest.mark.parametrize("size", [4, 3])
+def test_cutout_zeros_one_clipped_square_per_image(size):
+    h, w, b = 9, 7, 200
+    x = torch.rand(b, 2, h, w) + 1  # no zero pixels before
+    g = torch.Generator().manual_seed(0)
+    state = g.get_state()
+    out = cutout_batch(x, g, size)
+    g.set_state(state)  # replay the centres: rows first, then columns
+    cy, cx = torch.randint(0, h, (b,), generator=g), torch.randint(0, w, (b,), generator=g)
+    for i in range(b):
+        top, left = int(cy[i]) - size // 2, int(cx[i]) - size // 2
+        expect = torch.ones(h, w, dtype=torch.bool)
+        expect[max(top, 0) : max(top + size, 0), max(left, 0) : max(left + size, 0)] = False
+        assert torch.equal(out[i] != 0, expect.expand(2, h, w)), i
+        assert torch.equal(out[i][:, expect], x[i][:, expect])  # everything else untouched
+    zeros = (out[:, 0] == 0).sum(dim=(1, 2))
+    assert zeros.max() == size * size and zeros.min() < size * size  # whole squares inside, clipped at borders
+    g.set_state(state)
+    assert torch.equal(cutout_batch(x, g, size), out)  # seeded: same state, same squares
+    assert not torch.equal(cutout_batch(x, torch.Generator().manual_seed(1), size), out)
+
+
+def test_cutout_off_keeps_the_augmentation_stream():
+    x = torch.randn(16, 1, 6, 6)
+    g0, g1 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    assert torch.equal(augment_batch(x, g0, 2, cutout=0), augment_batch(x, g1, 2))
+    assert torch.equal(g0.get_state(), g1.get_state())
+    assert cutout_batch(x, g0, 0) is x and torch.equal(g0.get_state(), g1.get_state())
+    # With cutout, the crop and flip draws come first and are the same; the squares come after.
+    state = g0.get_state()
+    cut = augment_batch(x, g0, 2, cutout=3)
+    g0.set_state(state)
+    plain = augment_batch(x, g0, 2)
+    assert torch.equal(cut, cutout_batch(plain, g0, 3))
+
+
+def test_batch_iterator_applies_cutout_with_or_without_crop_and_flip():
+    x, y = torch.rand(12, 1, 8, 8) + 1, torch.arange(12)
+    for augment in (True, False):
+        it = BatchIterator(x, y, 4, "cpu", torch.Generator().manual_seed(0), augment=augment, pad=0, cutout=2)
+        for xb, _ in it:
+            assert ((xb == 0).sum(dim=(1, 2, 3)) >= 1).all()  # every image lost a (maybe clipped) square
+    with pytest.raises(ValueError, match="cutout"):
+        BatchIterator(x, y, 4, "cpu", cutout=-1)

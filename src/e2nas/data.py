@@ -410,12 +410,41 @@ def subset_test(data: ImageData, n: int | None, seed: int = 0) -> tuple[Tensor, 
 # ---------------------------------------------------------------- batches and augmentation
 
 
-def augment_batch(x: Tensor, generator: torch.Generator | None, pad: int, flip: bool = True) -> Tensor:
-    """Random crop of the zero-padded images plus a random horizontal flip, for the whole batch at once.
+def cutout_batch(x: Tensor, generator: torch.Generator | None, size: int) -> Tensor:
+    """DARTS's Cutout for the whole batch at once: one size×size square of zeros per image.
+
+    As DARTS's Cutout (applied after normalisation, so the square is the dataset mean): the
+    centre is uniform over the pixels and the square is clipped at the border, so near an edge
+    less than size² pixels go. The square spans rows cy - size//2 .. cy - size//2 + size - 1
+    (DARTS's own span for its even sizes). The centres come from `generator` on the CPU, as in
+    augment_batch; the mask is built on x's device. size 0 returns x and draws nothing.
+    """
+    if size <= 0:
+        return x
+    b, _, h, w = x.shape
+    cy = torch.randint(0, h, (b,), generator=generator)
+    cx = torch.randint(0, w, (b,), generator=generator)
+    dev = x.device
+    top, left = (cy - size // 2).to(dev)[:, None], (cx - size // 2).to(dev)[:, None]
+    rows, cols = torch.arange(h, device=dev), torch.arange(w, device=dev)
+    in_rows = (rows >= top) & (rows < top + size)  # (B, H); rows off the image simply never match
+    in_cols = (cols >= left) & (cols < left + size)  # (B, W)
+    return x.masked_fill((in_rows[:, :, None] & in_cols[:, None, :])[:, None], 0.0)
+
+
+def augment_batch(x: Tensor, generator: torch.Generator | None, pad: int, flip: bool = True, cutout: int = 0) -> Tensor:
+    """Random crop of the zero-padded images plus a random horizontal flip, for the whole batch at once,
+    then `cutout_batch` when cutout > 0 (its draws come last, so cutout 0 leaves the stream as it was).
 
     The random numbers come from `generator` on the CPU (so a saved state replays them); the
     gather runs on x's device.
     """
+    x = _crop_flip(x, generator, pad, flip)
+    return cutout_batch(x, generator, cutout)
+
+
+def _crop_flip(x: Tensor, generator: torch.Generator | None, pad: int, flip: bool) -> Tensor:
+    """augment_batch's crop and flip: the crop offsets are drawn first, then the flips."""
     b, _, h, w = x.shape
     if pad > 0:
         dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
@@ -436,7 +465,8 @@ def augment_batch(x: Tensor, generator: torch.Generator | None, pad: int, flip: 
 
 
 class BatchIterator:
-    """Resident tensors on `device`, shuffled with torch.randperm(generator), augmented as whole batches.
+    """Resident tensors on `device`, shuffled with torch.randperm(generator), augmented as whole batches
+    (crop + flip when `augment`, then DARTS's Cutout when `cutout` > 0).
 
     Deterministic given the generator's state, so a run resumes exactly when callers save
     `generator.get_state()` at epoch ends. The generator must be a CPU generator.
@@ -452,6 +482,7 @@ class BatchIterator:
         augment: bool = False,
         pad: int = 0,
         drop_last: bool = True,
+        cutout: int = 0,
     ):
         if len(x) != len(y):
             raise ValueError(f"{len(x)} images but {len(y)} labels")
@@ -465,7 +496,9 @@ class BatchIterator:
         self.device = torch.device(device)
         self.x, self.y = x.to(self.device), y.to(self.device)  # once, not per batch
         self.batch_size, self.generator = batch_size, generator
-        self.augment, self.pad, self.drop_last = augment, pad, drop_last
+        if cutout < 0:
+            raise ValueError(f"cutout must be >= 0 (0 = off), got {cutout}")
+        self.augment, self.pad, self.drop_last, self.cutout = augment, pad, drop_last, cutout
 
     def __len__(self) -> int:
         n = len(self.x)
@@ -477,5 +510,7 @@ class BatchIterator:
             idx = perm[step * self.batch_size : (step + 1) * self.batch_size]
             xb = self.x[idx]
             if self.augment:
-                xb = augment_batch(xb, self.generator, self.pad)
+                xb = augment_batch(xb, self.generator, self.pad, cutout=self.cutout)
+            else:  # asked for explicitly, cutout applies without crop and flip too
+                xb = cutout_batch(xb, self.generator, self.cutout)
             yield xb, self.y[idx]

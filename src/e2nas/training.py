@@ -41,10 +41,13 @@ def train_epoch(
     forward: Callable[[Tensor], Tensor] | None = None,
     progress: bool = True,
     desc: str = "",
+    loss_fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
 ) -> dict[str, float]:
     """One pass over `batches`; returns {"loss": mean loss, "accuracy": % correct} on the training batches.
 
     forward(x) -> logits defaults to model(x) (the warm-up passes one that samples a path).
+    loss_fn(x, y) -> (loss, logits), when given, replaces forward + cross-entropy (DARTS's
+    auxiliary head adds a term to the loss; the accuracy is the returned logits').
     Parameters without a gradient in a step (ops off the path) are left alone by SGD, as
     zero_grad(set_to_none=True) keeps their grad None.
     """
@@ -55,8 +58,11 @@ def train_epoch(
     seen = 0
     for x, y in tqdm(batches, total=len(batches), desc=desc, disable=not progress, leave=False):
         optimizer.zero_grad(set_to_none=True)
-        logits = forward(x)
-        loss = F.cross_entropy(logits, y)
+        if loss_fn is None:
+            logits = forward(x)
+            loss = F.cross_entropy(logits, y)
+        else:
+            loss, logits = loss_fn(x, y)
         loss.backward()
         if grad_clip:
             nn.utils.clip_grad_norm_(params, grad_clip)  # the norm stays a tensor: no sync
@@ -150,11 +156,15 @@ def fit_epochs(
     progress: bool = True,
     name: str = "training",
     on_epoch: Callable[[dict], None] | None = None,
+    loss_fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+    before_epoch: Callable[[int], dict | None] | None = None,
 ) -> tuple[dict[str, list], float]:
     """`epochs` of `train_epoch`, checkpointed after each one and resumed from `checkpoint`.
 
     Returns (history, training seconds). A non-finite loss stops with DivergedError and keeps
-    the previous epoch's checkpoint.
+    the previous epoch's checkpoint. loss_fn goes to train_epoch. before_epoch(epoch) runs
+    before each epoch (also the first one after a resume), so per-epoch settings must derive
+    from the epoch alone; the dict it may return is recorded as extra history columns.
     """
     history, elapsed, start = new_history(), 0.0, 0
     state = checkpoint.load()
@@ -169,14 +179,18 @@ def fit_epochs(
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
+        extra = (before_epoch(epoch) if before_epoch is not None else None) or {}
         stats = train_epoch(
-            net, batches, optimizer, grad_clip, forward=forward, progress=progress, desc=f"{name} epoch {epoch + 1}/{epochs}"
+            net, batches, optimizer, grad_clip, forward=forward, progress=progress,
+            desc=f"{name} epoch {epoch + 1}/{epochs}", loss_fn=loss_fn,
         )
         scheduler.step()
         check_finite(stats["loss"], epoch, checkpoint.path if checkpoint.path.exists() else None)
         seconds = time.perf_counter() - t0
         elapsed += seconds
-        record = {"epoch": epoch, **stats, "lr": lr, "seconds": seconds}
+        record = {"epoch": epoch, **stats, "lr": lr, "seconds": seconds, **extra}
+        for key in extra:
+            history.setdefault(key, [])
         append_record(history, record)
         log.info("%s epoch %d: loss %.4f, accuracy %.2f%%", name, epoch, stats["loss"], stats["accuracy"])
         checkpoint.save(
