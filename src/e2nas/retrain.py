@@ -1,9 +1,12 @@
 """Stage 5: train the found cell from scratch as a discrete network and test it.
 
-The cell becomes a FixedNet (NB201 skeleton, affine BatchNorm with running statistics, `none`
-edges dropped), trained on the whole training part of the split (both halves) and scored once
-on the test set at the end. Resumable like the warm-up: a checkpoint after every epoch outside
-the output, resumed after a kill, deleted on success.
+NB201: the cell becomes a FixedNet (NB201 skeleton, affine BatchNorm with running statistics,
+`none` edges dropped). DARTS: the genotype becomes DARTS's evaluation network (NetworkCIFAR,
+`layers` cells of C channels) with DARTS's regularisers as configured: the auxiliary head's
+loss, drop-path ramped linearly over the epochs, Cutout. Either is trained on the whole
+training part of the split (both halves) and scored once on the test set at the end.
+Resumable like the warm-up: a checkpoint after every epoch outside the output, resumed after
+a kill, deleted on success.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import torch
 from torch import Tensor
 
 from e2nas.checkpoint import CheckpointError, EpochCheckpoint, atomic_save
-from e2nas.spaces import nb201
+from e2nas.spaces import darts, nb201
 from e2nas.spaces.nb201 import format_arch, parse_arch
+from e2nas.supernet import darts_eval
+from e2nas.supernet.darts_eval import DartsNetConfig, NetworkCIFAR, count_params_darts
 from e2nas.supernet.nb201 import FixedNet, count_flops, count_params
 from e2nas.training import evaluate, fit_epochs, make_sgd, seeded_init, split_digest, stage_generators, write_json
 
@@ -28,33 +33,57 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RetrainConfig:
-    """Config section `retrain`. Defaults: a quick CPU profile; NAS-Bench-201's own training in comments."""
+    """Config section `retrain`. Defaults: a quick CPU profile; NAS-Bench-201's own training and,
+    for the DARTS space, DARTS's CIFAR-10 evaluation (Liu et al. 2019) in comments."""
 
-    epochs: int = 3  # (NB201: 200)
-    batch_size: int = 64  # (NB201: 256)
-    lr: float = 0.1  # initial learning rate (NB201: 0.1) ...
-    lr_min: float = 0.0  # ... cosine-annealed per epoch to this (NB201: 0)
-    momentum: float = 0.9  # (NB201: 0.9)
-    nesterov: bool = True  # (NB201: Nesterov)
-    weight_decay: float = 5e-4  # (NB201: 5e-4)
-    grad_clip: float | None = 5.0  # max global gradient norm; null for none (NB201: none)
-    channels: int = 8  # C of the network, may differ from the supernet's (NB201: 16)
-    cells_per_stage: int = 1  # N, may differ from the supernet's (NB201: 5)
+    epochs: int = 3  # (NB201: 200; DARTS: 600)
+    batch_size: int = 64  # (NB201: 256; DARTS: 96)
+    lr: float = 0.1  # initial learning rate (NB201: 0.1; DARTS: 0.025) ...
+    lr_min: float = 0.0  # ... cosine-annealed per epoch to this (NB201: 0; DARTS: 0)
+    momentum: float = 0.9  # (NB201: 0.9; DARTS: 0.9)
+    nesterov: bool = True  # (NB201: Nesterov; DARTS: false)
+    weight_decay: float = 5e-4  # (NB201: 5e-4; DARTS: 3e-4)
+    grad_clip: float | None = 5.0  # max global gradient norm; null for none (NB201: none; DARTS: 5)
+    channels: int = 8  # C of the network, may differ from the supernet's (NB201: 16; DARTS: 36)
+    cells_per_stage: int = 1  # N, may differ from the supernet's (NB201: 5); NB201 only
+    layers: int = 8  # cells of the DARTS evaluation network (DARTS: 20); DARTS only
+    auxiliary_weight: float = 0.0  # loss weight of the auxiliary head, 0 = no head; 32x32 images (DARTS: 0.4); DARTS only
+    drop_path_prob: float = 0.0  # drop-path probability, ramped linearly from 0 over the epochs (DARTS: 0.2); DARTS only
+    cutout: int = 0  # side in pixels of the Cutout square, 0 = off; any space (DARTS: 16)
     train_subset: int | None = None  # train on the first n images of the split's two halves; null = all
     test_subset: int | None = None  # score a seeded subset of n test images; null = the whole test set
     eval_batch_size: int = 256  # batch of the test evaluation (no effect on the result)
 
     def __post_init__(self):
-        if min(self.epochs, self.batch_size, self.channels, self.cells_per_stage, self.eval_batch_size) < 1:
-            raise ValueError(f"retrain: epochs, batch_size, channels, cells_per_stage, eval_batch_size must be >= 1; {self}")
+        for name in ("epochs", "batch_size", "channels", "cells_per_stage", "layers", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"retrain.{name} must be >= 1, got {getattr(self, name)}; fix it in the config")
         if not 0 <= self.lr_min <= self.lr:
             raise ValueError(f"retrain: need 0 <= lr_min <= lr, got lr={self.lr}, lr_min={self.lr_min}")
+        if not self.auxiliary_weight >= 0:
+            raise ValueError(f"retrain.auxiliary_weight must be >= 0 (0 = no auxiliary head), got {self.auxiliary_weight}")
+        if not 0 <= self.drop_path_prob < 1:
+            raise ValueError(f"retrain.drop_path_prob must be in [0, 1) (0 = off), got {self.drop_path_prob}")
+        if self.cutout < 0:
+            raise ValueError(f"retrain.cutout must be >= 0 pixels (0 = off), got {self.cutout}")
         for name in ("train_subset", "test_subset"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"retrain: {name} must be >= 1 or null, got {getattr(self, name)}")
 
+    def darts_net(self) -> DartsNetConfig:
+        """The DARTS evaluation network these settings describe."""
+        return DartsNetConfig(
+            channels=self.channels,
+            layers=self.layers,
+            auxiliary=self.auxiliary_weight > 0,
+            auxiliary_weight=self.auxiliary_weight,
+            drop_path_prob=self.drop_path_prob,
+        )
 
+
+SPACES = ("nb201", "darts")
 GENERATORS = ("init", "data")
+DARTS_GENERATORS = ("init", "data", "drop_path")
 
 
 def _train_images(data, split: dict, subset: int | None) -> tuple[Tensor, Tensor]:
@@ -76,6 +105,22 @@ def build_fixed_net(cell: Sequence[int], cfg: RetrainConfig, num_classes: int, i
     return seeded_init(lambda: FixedNet(cell, cfg.channels, cfg.cells_per_stage, num_classes, in_channels), gens["init"])
 
 
+def build_darts_net(arch, cfg: RetrainConfig, num_classes: int, in_channels: int, seed: int) -> NetworkCIFAR:
+    """The DARTS evaluation network of `arch` with the initial weights of `seed` (run_retrain's), on the CPU."""
+    gens = stage_generators(seed, DARTS_GENERATORS)
+    return seeded_init(lambda: darts_eval.build_eval_net(arch, cfg.darts_net(), num_classes, in_channels), gens["init"])
+
+
+def darts_text(arch) -> str:
+    """The canonical Genotype text (darts.format_arch) of genotype text, a 32-choice encoding or a Genotype."""
+    return darts.format_arch(darts.from_genotype(darts_eval.as_genotype(arch)))
+
+
+def _check_space(space: str) -> None:
+    if space not in SPACES:
+        raise ValueError(f"unknown search space {space!r} (config key `spaces`); known: {', '.join(SPACES)}")
+
+
 def run_retrain(
     data,
     split: dict,
@@ -88,39 +133,67 @@ def run_retrain(
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
     model_path: str | os.PathLike | None = None,
+    space: str = "nb201",
 ) -> tuple[dict, dict[str, list]]:
-    """Train `arch` (NB201 string or 6 op indices) from scratch; write metrics.json; return (metrics, history).
+    """Train `arch` from scratch; write metrics.json; return (metrics, history).
 
-    metrics: {"arch", "test_accuracy" (%), "params", "flops" (batch-1 forward, FlopCounterMode:
-    2 per multiply-accumulate), "train_seconds", "dataset", "seed", "epochs", "history"}.
-    history: per-epoch columns {"epoch", "loss", "accuracy" (% on the training batches), "lr", "seconds"}.
+    `arch`: NB201 string or 6 op indices (space "nb201"); DARTS Genotype text or 32-choice
+    encoding (space "darts").
+    metrics: {"arch" (canonical text), "space", "test_accuracy" (%), "params" (DARTS: as DARTS
+    counts them, auxiliary head excluded), "flops" (batch-1 forward without the auxiliary head,
+    FlopCounterMode: 2 per multiply-accumulate), "train_seconds", "dataset", "seed", "epochs", "history"}.
+    history: per-epoch columns {"epoch", "loss" (DARTS: with the auxiliary term), "accuracy"
+    (% on the training batches), "lr", "seconds"}, and for DARTS "drop_path_prob".
     model_path, when given, receives the trained state_dict.
     """
     from e2nas.data import BatchIterator
 
-    cell = parse_arch(arch) if isinstance(arch, str) else tuple(int(a) for a in arch)
+    _check_space(space)
     device = torch.device(device)
-    gens = stage_generators(seed, GENERATORS)
-    net = build_fixed_net(cell, cfg, data.num_classes, data.in_channels, seed).to(device)
+    loss_fn = before_epoch = None
+    if space == "nb201":
+        cell = parse_arch(arch) if isinstance(arch, str) else tuple(int(a) for a in arch)
+        text = format_arch(cell)
+        gens = stage_generators(seed, GENERATORS)
+        net = build_fixed_net(cell, cfg, data.num_classes, data.in_channels, seed).to(device)
+        params = count_params(net)
+    else:
+        text = darts_text(arch)
+        gens = stage_generators(seed, DARTS_GENERATORS)
+        net = build_darts_net(text, cfg, data.num_classes, data.in_channels, seed).to(device)
+        # Drop-path masks come from a generator on the device (no host transfer per op); it is
+        # checkpointed with the others, so a resume replays them.
+        gens["drop_path"] = torch.Generator(device).manual_seed(gens["drop_path"].initial_seed())
+        net.drop_generator = gens["drop_path"]
+        params = count_params_darts(net)
+
+        def loss_fn(xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+            return darts_eval.loss_with_aux(net, xb, yb, cfg.auxiliary_weight)
+
+        def before_epoch(epoch: int) -> dict:
+            net.drop_path_prob = darts_eval.drop_path_at(epoch, cfg.epochs, cfg.drop_path_prob)
+            return {"drop_path_prob": net.drop_path_prob}
+
     opt, sched = make_sgd(net.parameters(), cfg.epochs, cfg.lr, cfg.lr_min, cfg.momentum, cfg.nesterov, cfg.weight_decay)
     x, y = _train_images(data, split, cfg.train_subset)
-    batches = BatchIterator(x, y, cfg.batch_size, device, gens["data"], data.augment, data.pad)
+    batches = BatchIterator(x, y, cfg.batch_size, device, gens["data"], data.augment, data.pad, cutout=cfg.cutout)
 
-    ckpt = EpochCheckpoint(
-        checkpoint_path,
-        {"stage": "retrain", "arch": format_arch(cell), "dataset": data.name, "seed": seed,
-         "split": split_digest(split), "retrain": asdict(cfg)},
-    )
+    identity = {"stage": "retrain", "space": space, "arch": text, "dataset": data.name, "seed": seed,
+                "split": split_digest(split), "retrain": asdict(cfg)}
+    if space == "darts":
+        identity["rng_device"] = device.type  # the drop-path generator's state loads only on its device type
+    ckpt = EpochCheckpoint(checkpoint_path, identity)
     history, elapsed = fit_epochs(
         net, batches, opt, sched, gens, ckpt, cfg.epochs, cfg.grad_clip,
-        progress=progress, name="retrain", on_epoch=on_epoch,
+        progress=progress, name="retrain", on_epoch=on_epoch, loss_fn=loss_fn, before_epoch=before_epoch,
     )
 
     test_x, test_y = _test_images(data, cfg.test_subset)
     metrics = {
-        "arch": format_arch(cell),
+        "arch": text,
+        "space": space,
         "test_accuracy": evaluate(net, test_x, test_y, cfg.eval_batch_size),
-        "params": count_params(net),
+        "params": params,
         "flops": count_flops(net, (data.in_channels, data.image_size, data.image_size)),
         "train_seconds": elapsed,
         "dataset": data.name,
@@ -130,21 +203,34 @@ def run_retrain(
         "history": history,
     }
     if model_path is not None:
-        atomic_save({"model": net.state_dict(), "arch": format_arch(cell), "retrain": asdict(cfg)}, model_path)
+        atomic_save({"model": net.state_dict(), "arch": text, "space": space, "retrain": asdict(cfg)}, model_path)
     write_json(metrics, metrics_path)
     Path(checkpoint_path).unlink(missing_ok=True)
     return metrics, history
 
 
-def found_arch(result_path: str | os.PathLike | None, seed: int) -> str:
-    """The cell stage 4 found (its result.json), or, without one, a uniformly drawn cell (the
-    report's random-cell reference), drawn with `seed`."""
+def found_arch(result_path: str | os.PathLike | None, seed: int, space: str = "nb201") -> str:
+    """The cell stage 4 found (its result.json), or, without one, a uniformly drawn cell of
+    `space` (the report's random-cell reference), drawn with `seed`, as text. DARTS draws are
+    redrawn until valid (a cell whose output does not depend on its inputs is no reference)."""
+    _check_space(space)
     if result_path is None:
-        cell = nb201.sample_archs(1, torch.Generator().manual_seed(seed))[0].tolist()
-        return nb201.format_arch(cell)
+        gen = torch.Generator().manual_seed(seed)
+        if space == "nb201":
+            return nb201.format_arch(nb201.sample_archs(1, gen)[0].tolist())
+        while True:  # about 1 in 5000 uniform draws is degenerate
+            cell = darts.sample_archs(1, gen)
+            if darts.valid_mask(cell)[0]:
+                return darts.format_arch(cell[0].tolist())
     import json
 
     try:
-        return json.loads(Path(result_path).read_text())["arch"]
+        result = json.loads(Path(result_path).read_text())
+        arch = result["arch"]
     except (OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"search result {result_path} is unreadable ({exc}); rerun the search stage") from None
+    if result.get("space", space) != space:
+        raise CheckpointError(
+            f"search result {result_path} is of space {result['space']!r}, not {space!r}; rerun the search stage"
+        )
+    return arch

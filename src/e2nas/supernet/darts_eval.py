@@ -39,7 +39,7 @@ class DartsNetConfig:
     layers: int = 5  # number of cells, reductions at layers//3 and 2*layers//3 (DARTS: 20)
     auxiliary: bool = False  # auxiliary head at 2/3 depth, needs 32x32 images (DARTS: true)
     auxiliary_weight: float = 0.4  # weight of the auxiliary head's loss (DARTS: 0.4)
-    drop_path_prob: float = 0.0  # drop-path probability reached at the last epoch, ramped from 0 (DARTS: 0.2)
+    drop_path_prob: float = 0.0  # drop-path probability, ramped as p·epoch/epochs (drop_path_at) (DARTS: 0.2)
 
     def __post_init__(self):
         if min(self.channels, self.layers) < 1:
