@@ -102,7 +102,7 @@ def test_fallback_reader_and_batches_match_the_library(gpu_check, monkeypatch):
 
 
 def test_three_path_cells_make_three_distinct_paths(gpu_check):
-    from e2nas.search.e2nas import complement_cell
+    from e2nas.search.space import complement_cell
 
     cells = gpu_check.three_path_cells(200, torch.Generator().manual_seed(0))
     gen = torch.Generator().manual_seed(1)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from e2nas.search.common import Harness, SearchConfig
-from e2nas.search.e2nas import complement_cell
+from e2nas.search.space import complement_cell
 from e2nas.spaces import nb201
 from e2nas.supernet.grouped import _runs, contiguous_order, grouped_losses, run_module, segment_batch_norm
 from e2nas.supernet.nb201 import SuperNet

@@ -19,7 +19,8 @@ from torch import nn
 from e2nas.search import METHODS, Harness, SearchConfig
 from e2nas.search.baselines import DARTS, GDAS, RSPS
 from e2nas.search.common import EpochStats, eta_at, geometric_tau, straight_through
-from e2nas.search.e2nas import E2NAS, complement_cell, complement_terms, gaussian_kl
+from e2nas.search.e2nas import E2NAS, complement_terms, gaussian_kl
+from e2nas.search.space import complement_cell
 from e2nas.search.novelty import LatentArchive, kde_log_density, kde_novelty, scott_bandwidth
 from e2nas.spaces import nb201
 

@@ -16,19 +16,18 @@ from e2nas.search.common import (
     SearchMethod,
     hard_cell,
     linear_tau,
-    random_cells,
     straight_through,
 )
-from e2nas.spaces import nb201
 
 
 class _EdgeLogits(SearchMethod):
-    """Per-edge op logits α (6, 5), initialised 1e-3 · N(0, 1) from the seeded init stream, Adam on them."""
+    """Per-edge op logits α (NB201 (6, 5); DARTS (2, 14, 8), both cell types), initialised
+    1e-3 · N(0, 1) from the seeded init stream, Adam on them."""
 
     def __init__(self, harness: Harness):
         super().__init__(harness)
         cfg = self.cfg
-        init = 1e-3 * torch.randn(nb201.NUM_EDGES, len(nb201.OPS), generator=harness.gens["init"])
+        init = 1e-3 * torch.randn(*harness.space.alpha_shape, generator=harness.gens["init"])
         self.alpha = nn.Parameter(init.to(harness.device))
         self.opt = torch.optim.Adam(
             [self.alpha], lr=cfg.arch_lr, betas=(cfg.arch_beta1, cfg.arch_beta2), weight_decay=cfg.arch_weight_decay
@@ -41,7 +40,7 @@ class _EdgeLogits(SearchMethod):
         self.harness.stats.add("loss_val", loss)
 
     def epoch_arch(self) -> tuple[Cell, None]:
-        return tuple(self.alpha.detach().argmax(dim=-1).tolist()), None
+        return self.harness.space.derive(self.alpha), None
 
     def epoch_extras(self) -> dict:
         return {"alpha": self.alpha.detach().cpu().tolist()}
@@ -60,6 +59,8 @@ class GDAS(_EdgeLogits):
 
     As in E2NAS, one sample per step serves both halves: the weight half trains its path, the
     architecture half runs it with straight-through weights h so the validation loss reaches α.
+    In the DARTS space the sample is an op on every edge of both cell types (GDAS's own DARTS
+    search), and the result is the genotype DARTS derives from softmax α.
     τ anneals linearly per epoch from gdas_tau_max to gdas_tau_min, as GDAS's code does.
     """
 
@@ -102,8 +103,9 @@ class DARTS(_EdgeLogits):
     """DARTS, first order (Liu et al., 2019): softmax(α) mixes every op on every edge.
 
     Weight half: the mixture with α fixed; architecture half: the mixture's validation loss,
-    gradient to α only. The result is argmax α per edge (all five ops, `none` included, as
-    NAS-Bench-201's DARTS does). It trains no single path, so forgetting is not measured.
+    gradient to α only. The result is, in NB201, argmax α per edge (all five ops, `none`
+    included, as NAS-Bench-201's DARTS does); in the DARTS space, DARTS's derived genotype. It
+    trains no single path, so forgetting is not measured.
     """
 
     name = "darts"
@@ -129,13 +131,13 @@ class RSPS(SearchMethod):
 
     def __init__(self, harness: Harness):
         super().__init__(harness)
-        self.candidates = random_cells(self.cfg.rsps_num_candidates, harness.gens["init"])
+        self.candidates = harness.space.sample(self.cfg.rsps_num_candidates, harness.gens["init"], valid=True)
         self.prev: Cell | None = None
         self.scores: list[float] = []
 
     def step(self, xw, yw, xa, ya, cell: Cell | None = None, probe: bool = False) -> None:
         if cell is None:
-            cell = random_cells(1, self.harness.gens["choice"])[0]
+            cell = self.harness.space.sample(1, self.harness.gens["choice"])[0]
         prev = self.prev if self.prev is not None else cell
         self.harness.train_paths(xw, yw, [(cell, 1.0)], probe=prev if probe else None)
         self.prev = cell
@@ -149,7 +151,7 @@ class RSPS(SearchMethod):
         return {"candidate_accuracies": list(self.scores)}
 
     def result_extras(self) -> dict:
-        return {"candidates": [nb201.format_arch(c) for c in self.candidates]}
+        return {"candidates": [self.harness.space.format(c) for c in self.candidates]}
 
     def state_dict(self) -> dict:
         return {"prev": None if self.prev is None else list(self.prev)}

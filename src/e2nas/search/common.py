@@ -4,8 +4,9 @@ One harness for E2NAS, its ablations and the baselines, so they differ only in h
 the path of a step and update their architecture parameters: the same warmed-up supernet, data
 split, batches, epoch budget and weight optimiser (SGD, cosine lr, Nesterov, clip 5).
 
-A step never waits on the device except for the one transfer of the sampled cell's 6 op
-indices that picks the path to run (E2NAS and GDAS). Per-step statistics stay on the device
+A step never waits on the device except for the one transfer of the sampled cell's op
+indices that picks the path to run (E2NAS and GDAS). What depends on the search space (NB201
+or DARTS: sampling, decoding, complementation, derivation) comes from `e2nas.search.space`. Per-step statistics stay on the device
 as tensors (`EpochStats`) and are read once per epoch.
 """
 
@@ -26,7 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from e2nas.checkpoint import EpochCheckpoint, check_finite, rng_state, set_rng_state
-from e2nas.spaces import nb201
+from e2nas.search.space import SearchSpace, search_space
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +166,10 @@ class Harness:
         seed: int,
         eval_x: Tensor | None = None,
         eval_y: Tensor | None = None,
+        space: str = "nb201",
     ):
         self.net, self.cfg, self.device = net, cfg, torch.device(device)
+        self.space: SearchSpace = search_space(space)
         self.params = [p for p in net.parameters() if p.requires_grad]
         self.w_opt = torch.optim.SGD(
             self.params, lr=cfg.w_lr, momentum=cfg.w_momentum, nesterov=cfg.w_nesterov, weight_decay=cfg.w_weight_decay
@@ -291,17 +294,19 @@ def straight_through(probs: Tensor, index: Tensor) -> Tensor:
     return hard - probs.detach() + probs
 
 
-def hard_cell(probs: Tensor, cell: Cell | None = None) -> tuple[Cell, Tensor]:
-    """The cell to run, as host ints and as a device index: argmax of P, or a given `cell`
-    (benchmarks fix the cells). The argmax's copy to the host is a step's one sync: it picks the path."""
+def hard_cell(probs: Tensor, cell: Cell | None = None, index: Tensor | None = None) -> tuple[Cell, Tensor]:
+    """The cell to run, as host ints and as a device index shaped like P's rows: `index` (a
+    space's decode) or argmax of P, or a given `cell` (benchmarks fix the cells). The index's
+    copy to the host is a step's one sync: it picks the path."""
     if cell is None:
-        index = probs.argmax(dim=-1)
-        return tuple(index.tolist()), index
-    return cell, torch.tensor(cell, dtype=torch.long, device=probs.device)
+        index = probs.argmax(dim=-1) if index is None else index
+        return tuple(index.flatten().tolist()), index
+    return tuple(cell), torch.tensor(cell, dtype=torch.long, device=probs.device).reshape(probs.shape[:-1])
 
 
 def random_cells(n: int, generator: torch.Generator) -> list[Cell]:
-    return [tuple(c) for c in nb201.sample_archs(n, generator).tolist()]
+    """n NB201 cells drawn uniformly (the step benchmarks' fixed cells)."""
+    return search_space("nb201").sample(n, generator)
 
 
 # ---------------------------------------------------------------- method interface
@@ -353,10 +358,11 @@ class SearchMethod:
 
 def _record(epoch, method, schedule, stats, cell, acc, table, seconds) -> dict:
     before, after = stats.get("forget_before"), stats.get("forget_after")
-    looked = table.lookup(nb201.format_arch(cell)) if table is not None else None
+    arch = method.harness.space.format(cell)
+    looked = table.lookup(arch) if table is not None else None
     return {
         "epoch": epoch,
-        "arch": nb201.format_arch(cell),
+        "arch": arch,
         "eta": schedule.get("eta"),
         "tau": schedule.get("tau"),
         "loss_train": stats.get("loss_train"),
@@ -432,7 +438,9 @@ def run_search(
 
     data: an ImageData (the one the supernet was warmed up on); the warm-up file's split picks
     the weights half (weight steps) and the arch half (architecture steps, scoring).
-    table: any object with lookup(arch_string) -> {"cifar10", ...} | None, or None.
+    table: any object with lookup(arch_string) -> {"cifar10", ...} | None, or None (NB201 only;
+    ignored in the DARTS space).
+    The space (NB201 or DARTS) is the warm-up file's.
     Checkpoints every epoch at checkpoint_path, resumes from it, deletes it on success.
     on_epoch(record) runs after each epoch's checkpoint (e.g. to log metrics).
     """
@@ -444,15 +452,19 @@ def run_search(
     net, meta = load_warmup(warmup_path, device)
     if meta.get("dataset") not in (None, data.name):
         raise ValueError(f"warm-up {warmup_path} was trained on {meta['dataset']!r}, but the search data is {data.name!r}")
+    space = meta.get("space", "nb201")
+    table = table if space == "nb201" else None
     xw, yw, xa, ya = _split_images(data, meta["split"], device)
-    harness = Harness(net, cfg, device, seed, xa[: cfg.rsps_eval_images], ya[: cfg.rsps_eval_images])
+    harness = Harness(net, cfg, device, seed, xa[: cfg.rsps_eval_images], ya[: cfg.rsps_eval_images], space=space)
     searcher = _build_method(method, harness, vgae_path, device)
     from e2nas.data import BatchIterator
 
     batches_w = BatchIterator(xw, yw, cfg.batch_size, device, harness.gens["data_w"], data.augment, data.pad)
     batches_a = BatchIterator(xa, ya, cfg.batch_size, device, harness.gens["data_a"], data.augment, data.pad)
 
-    ckpt = EpochCheckpoint(checkpoint_path, {"method": method, "seed": seed, "dataset": data.name, "search": asdict(cfg)})
+    ckpt = EpochCheckpoint(
+        checkpoint_path, {"method": method, "seed": seed, "dataset": data.name, "space": space, "search": asdict(cfg)}
+    )
     trajectory, elapsed, start = [], 0.0, 0
     state = ckpt.load()
     if state is not None:
@@ -488,7 +500,7 @@ def run_search(
         "method": method,
         "seed": seed,
         "dataset": data.name,
-        "space": "nb201",
+        "space": space,
         "epochs": cfg.epochs,
         "search_seconds": elapsed,
         "nb201": table.lookup(final) if table is not None else None,

@@ -1,8 +1,9 @@
 """E2NAS: search a Gaussian in the VGAE's latent space, through the decoder, with exploration and complementation.
 
 One step (in this order; both halves use the step's single latent sample):
-  1. sample z = μ + σ ⊙ ε, decode logits(z), P = softmax(logits / τ), a_t = argmax P — the cell's
-     6 op indices are copied to the host (the step's one sync: they pick the path to run);
+  1. sample z = μ + σ ⊙ ε, decode logits(z), P = softmax(logits / τ), a_t = the most probable
+     path under P (NB201: argmax per edge; DARTS: see e2nas.search.space) — its indices are
+     copied to the host (the step's one sync: they pick the path to run);
   2. weight half, on a batch of the weights half of the split:
      L_w = (1 − λ) L(a_t) + λ/2 [L(a_{t−1}) + L(a_c)], every term with gradient;
   3. architecture half, on a batch of the arch half, with the weights just updated:
@@ -31,17 +32,6 @@ from e2nas.search.common import (
     straight_through,
 )
 from e2nas.search.novelty import LatentArchive
-from e2nas.spaces import nb201
-
-
-def complement_cell(prev: Cell, cur: Cell, generator: torch.Generator, num_ops: int = len(nb201.OPS)) -> Cell:
-    """a_c: on edges where a_{t−1} and a_t agree a uniformly random other op, a_t's op elsewhere.
-
-    A shift in [1, num_ops) per edge is drawn for every edge (a CPU generator, so no device
-    sync and a fixed number of draws per step).
-    """
-    shifts = torch.randint(1, num_ops, (len(cur),), generator=generator).tolist()
-    return tuple((c + s) % num_ops if p == c else c for p, c, s in zip(prev, cur, shifts))
 
 
 def complement_terms(prev: Cell, cur: Cell, comp: Cell, lam: float) -> list[tuple[Cell, float]]:
@@ -56,17 +46,11 @@ def gaussian_kl(mu: Tensor, log_sigma: Tensor) -> Tensor:
     return 0.5 * (torch.exp(2 * log_sigma) + mu.pow(2) - 1.0 - 2 * log_sigma).sum()
 
 
-def decode_cell(decoder: nn.Module, z: Tensor) -> Cell:
-    """The cell the decoder maps latent z (d,) to (argmax per edge; independent of τ)."""
-    with torch.no_grad():
-        return tuple(decoder.decode_logits(z.reshape(1, -1))[0].argmax(dim=-1).tolist())
-
-
-def encode_cell(vae, cell: Cell, device) -> Tensor:
+def encode_cell(vae, cell: Cell, device, space: str = "nb201") -> Tensor:
     """The VGAE mean μ(cell) (d,), where E2NAS's q(z) starts."""
     from e2nas.graphs import build_graph_set
 
-    graphs = build_graph_set("nb201", torch.tensor([cell], dtype=torch.long))
+    graphs = build_graph_set(space, torch.tensor([cell], dtype=torch.long))
     with torch.no_grad():
         return vae.encode_archs(graphs).reshape(-1).to(device).float()
 
@@ -109,9 +93,13 @@ class E2NAS(SearchMethod):
 
     @classmethod
     def for_method(cls, method: str, harness: Harness, vae) -> "E2NAS":
-        """The method or ablation `method`, starting at the VGAE encoding of a seeded random cell."""
-        start = tuple(nb201.sample_archs(1, harness.gens["init"])[0].tolist())
-        mu0 = encode_cell(vae, start, harness.device)
+        """The method or ablation `method`, starting at the VGAE encoding of a seeded random (valid) cell."""
+        space = harness.space.name
+        if getattr(vae, "space", None) not in (None, space):
+            raise ValueError(f"the VGAE was trained on the {vae.space!r} space, but the supernet is {space!r}: "
+                             f"use stage 2's model for space {space!r}")
+        start = harness.space.sample(1, harness.gens["init"], valid=True)[0]
+        mu0 = encode_cell(vae, start, harness.device, space)
         return cls(
             harness,
             vae,
@@ -124,9 +112,11 @@ class E2NAS(SearchMethod):
 
     def _check_decoder(self) -> None:
         shape = tuple(self.decoder.decode_logits(self.mu.detach().reshape(1, -1)).shape)
-        want = (1, nb201.NUM_EDGES, len(nb201.OPS))
+        want = (1, *self.harness.space.decoder_shape)
         if shape != want:
-            raise ValueError(f"decoder.decode_logits gives {shape} for one latent; an NB201 search needs {want}")
+            raise ValueError(
+                f"decoder.decode_logits gives {shape} for one latent; a {self.harness.space.name} search needs {want}"
+            )
 
     # -- schedules and q(z)
 
@@ -139,17 +129,18 @@ class E2NAS(SearchMethod):
         return self.log_sigma.exp()  # kept in [σ_min, 1] by the projection after each update
 
     def sample(self) -> tuple[Tensor, Tensor]:
-        """z = μ + σ ⊙ ε and P(z) = softmax(decoder logits / τ) (6, 5), both with gradient."""
+        """z = μ + σ ⊙ ε and P(z) = softmax(decoder logits / τ) (positions × options), both with gradient."""
         eps = torch.randn(self.dim, generator=self.harness.gens["noise"], device=self.harness.device)
         z = self.mu + self.sigma() * eps
         logits = self.decoder.decode_logits(z.unsqueeze(0))[0]
-        return z, torch.softmax(logits / self.tau, dim=-1)
+        return z, self.harness.space.path_probs(logits, self.tau)
 
     # -- the step
 
     def step(self, xw, yw, xa, ya, cell: Cell | None = None, probe: bool = False) -> None:
         z, probs = self.sample()
-        cell, index = hard_cell(probs, cell)
+        decoded, probs = self.harness.space.decode(probs)  # probs' rows follow the decoded path's slots
+        cell, index = hard_cell(probs, cell, decoded)
         prev = self.prev if self.prev is not None else cell
         self.weight_step(xw, yw, prev, cell, probe)
         self.arch_step(xa, ya, z, probs, cell, index)
@@ -158,7 +149,7 @@ class E2NAS(SearchMethod):
     def weight_step(self, x, y, prev: Cell, cur: Cell, probe: bool) -> None:
         comp = cur
         if self.lam > 0:
-            comp = complement_cell(prev, cur, self.harness.gens["choice"])
+            comp = self.harness.space.complement(prev, cur, self.harness.gens["choice"])
             self.harness.stats.add_host("complement_same", comp == cur)
         self.harness.train_paths(x, y, complement_terms(prev, cur, comp, self.lam), probe=prev if probe else None)
 
@@ -183,14 +174,15 @@ class E2NAS(SearchMethod):
     # -- what the loop records
 
     def epoch_arch(self) -> tuple[Cell, None]:
-        return decode_cell(self.decoder, self.mu.detach()), None
+        with torch.no_grad():
+            return self.harness.space.decode_cell(self.decoder.decode_logits(self.mu.detach().reshape(1, -1))[0]), None
 
     def epoch_extras(self) -> dict:
         return {"mu": self.mu.detach().cpu().tolist(), "sigma": float(self.sigma().detach().mean())}
 
     def result_extras(self) -> dict:
         return {
-            "start_arch": None if self.start_cell is None else nb201.format_arch(self.start_cell),
+            "start_arch": None if self.start_cell is None else self.harness.space.format(self.start_cell),
             "latent_dim": self.dim,
         }
 

@@ -20,8 +20,12 @@ Two forwards:
     `weights` — straight-through h, one-hot in value, for every position — the forward is in
     GDAS's form (see `forward`): the value is the plain path's, and the gradient reaches every
     option's h, input choices included.
+  * `forward(x, edge_ops, weights=None)` with 28 op indices (14 edges per cell type): every
+    edge runs its one op (GDAS on the DARTS space: each edge samples an op, a node sums all its
+    incoming edges); with `weights` (2, 14, 8) straight-through h in GDAS's form.
   * `forward_mixture(x, probs_normal, probs_reduce)`: DARTS's continuous relaxation, every edge
-    outputs Σ_k p[e, k]·op_k(x) over its 8 ops, probabilities (14, 8) per cell type.
+    outputs Σ_k p[e, k]·op_k(x) over its 8 ops, probabilities (14, 8) per cell type (or both
+    stacked as one (2, 14, 8) tensor).
 
 `derive_genotype` turns edge probabilities into a cell the DARTS way. Edge e of node i from
 input j is `edge_index(i, j)` = i(i+3)/2 + j, DARTS's own order (node 0: inputs 0, 1; node 1:
@@ -51,6 +55,7 @@ from e2nas.supernet.ops import batch_norm
 STEM_MULTIPLIER = 3  # the stem has 3C channels
 EDGE_OFFSET = tuple(i * (i + 3) // 2 for i in range(NUM_NODES))  # first edge of each node
 NUM_EDGES = EDGE_OFFSET[-1] + NUM_INPUTS + NUM_NODES - 1  # 14
+NUM_EDGE_OPS = len(darts.CELL_TYPES) * NUM_EDGES  # an op per edge of both cell types (GDAS's sample)
 MAX_OPTIONS = max(CHOICE_SIZES)  # the decoder's padded width (8)
 # valid[p, k]: position p has option k (the decoder masks the others).
 VALID = torch.arange(MAX_OPTIONS).unsqueeze(0) < torch.tensor(CHOICE_SIZES).unsqueeze(1)
@@ -118,6 +123,16 @@ def _path_terms(weights, arch: tuple[int, ...]) -> list[list[tuple[Tensor, Tenso
     return [list(zip(coef[c * per_cell : (c + 1) * per_cell], rests[c * per_cell : (c + 1) * per_cell])) for c in range(2)]
 
 
+def _edge_terms(weights: Tensor, ops: tuple[int, ...]) -> list[list[tuple[Tensor, Tensor]]]:
+    """Per cell type, per edge: (h of the edge's op, Σ of its other ops' h), from (2, 14, 8) weights."""
+    w = weights.reshape(len(darts.CELL_TYPES), NUM_EDGES, len(OPS))
+    index = torch.tensor(ops, dtype=torch.long, device=w.device).reshape(len(darts.CELL_TYPES), NUM_EDGES, 1)
+    chosen_mask = index == torch.arange(len(OPS), device=w.device)
+    coef = (w * chosen_mask).sum(-1)
+    rest = w.masked_fill(chosen_mask, 0.0).sum(-1)
+    return [list(zip(coef[t].unbind(), rest[t].unbind())) for t in range(len(darts.CELL_TYPES))]
+
+
 class DartsSearchCell(nn.Module):
     """Preprocessing of both inputs, all 8 ops on each of the 14 edges, concat of the 4 nodes."""
 
@@ -160,6 +175,22 @@ class DartsSearchCell(nn.Module):
                 if terms is not None:
                     coef, rest = terms[k]
                     # `none` is zero: coef·0 keeps the chosen h in the graph (gradient 0) without running it.
+                    out = coef * 0.0 + rest if out is None else coef * out + rest
+                if out is not None:
+                    total = out if total is None else total + out
+            states.append(self._finish(total, states))
+        return torch.cat(states[NUM_INPUTS:], dim=1)
+
+    def forward_edges(self, s0: Tensor, s1: Tensor, ops: Sequence[int], terms: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+        """Every edge runs its one op `ops[e]` (14 indices); a node sums all its incoming edges."""
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        for node in range(NUM_NODES):
+            total = None
+            for src in range(NUM_INPUTS + node):
+                e = edge_index(node, src)
+                out = None if ops[e] == NONE else self.edges[e][ops[e]](states[src])
+                if terms is not None:
+                    coef, rest = terms[e]
                     out = coef * 0.0 + rest if out is None else coef * out + rest
                 if out is not None:
                     total = out if total is None else total + out
@@ -238,7 +269,8 @@ class DartsSuperNet(nn.Module):
         return self.classifier(self.global_pooling(x).flatten(1))
 
     def forward(self, x: Tensor, arch: Sequence[int], weights: Tensor | Sequence[Tensor] | None = None) -> Tensor:
-        """Logits of the single path `arch` (32 choices; pass python ints, a device tensor syncs).
+        """Logits of the single path `arch` (32 choices; pass python ints, a device tensor syncs);
+        28 op indices instead (an op per edge) run `forward_edges`.
 
         `weights`: straight-through h for every position, a list of 32 tensors (position p's
         first CHOICE_SIZES[p] entries are used) or a (32, 8) tensor in the VGAE decoder's padded
@@ -257,6 +289,8 @@ class DartsSuperNet(nn.Module):
         Through h = onehot − sg(P) + P, the input probabilities P_in get the chosen term's
         ⟨g, op_o(x_j)⟩ against the Σ g of the others: no input other than j is run.
         """
+        if len(arch) == NUM_EDGE_OPS:
+            return self.forward_edges(x, arch, weights)
         arch = _check_arch(arch)
         choices = [_cell_choices(arch, cell) for cell in range(2)]
         terms = None if weights is None else _path_terms(weights, arch)
@@ -266,8 +300,33 @@ class DartsSuperNet(nn.Module):
             s0, s1 = s1, cell(s0, s1, choices[t], None if terms is None else terms[t])
         return self._head(s1)
 
-    def forward_mixture(self, x: Tensor, edge_probs_normal: Tensor, edge_probs_reduce: Tensor) -> Tensor:
-        """Logits of the DARTS mixture: edge e outputs Σ_k probs[e, k]·op_k(x); probs (14, 8) per cell type."""
+    def forward_edges(self, x: Tensor, edge_ops: Sequence[int], weights: Tensor | None = None) -> Tensor:
+        """Logits with every edge running one op: `edge_ops` 28 ints (normal cell's 14 edges, then
+        the reduction cell's, edge order `edge_index`). With `weights` (2, 14, 8), straight-through
+        h: edge e with op o outputs h[e, o]·op_o(x) + Σ_{k≠o} h[e, k] (GDAS's form; value of the
+        plain forward, gradient to every h of the edge)."""
+        ops = tuple(int(o) for o in edge_ops)
+        if len(ops) != NUM_EDGE_OPS or not all(0 <= o < len(OPS) for o in ops):
+            raise ValueError(f"DARTS edge ops are {NUM_EDGE_OPS} op indices in [0, {len(OPS)}), got {ops}")
+        if weights is not None and weights.numel() != NUM_EDGE_OPS * len(OPS):
+            raise ValueError(f"DARTS edge weights must be (2, {NUM_EDGES}, {len(OPS)}), got {tuple(weights.shape)}")
+        terms = None if weights is None else _edge_terms(weights, ops)
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            t = int(cell.reduction)
+            s0, s1 = s1, cell.forward_edges(
+                s0, s1, ops[t * NUM_EDGES : (t + 1) * NUM_EDGES], None if terms is None else terms[t]
+            )
+        return self._head(s1)
+
+    def forward_mixture(self, x: Tensor, edge_probs_normal: Tensor, edge_probs_reduce: Tensor | None = None) -> Tensor:
+        """Logits of the DARTS mixture: edge e outputs Σ_k probs[e, k]·op_k(x); probs (14, 8) per
+        cell type, or one (2, 14, 8) tensor for both (the search harness's form)."""
+        if edge_probs_reduce is None:
+            if tuple(edge_probs_normal.shape) != (2, NUM_EDGES, len(OPS)):
+                raise ValueError(f"DARTS edge probabilities for both cells must be (2, {NUM_EDGES}, {len(OPS)}), "
+                                 f"got {tuple(edge_probs_normal.shape)}")
+            edge_probs_normal, edge_probs_reduce = edge_probs_normal.unbind(0)
         for probs in (edge_probs_normal, edge_probs_reduce):
             if tuple(probs.shape) != (NUM_EDGES, len(OPS)):
                 raise ValueError(f"DARTS edge probabilities must be ({NUM_EDGES}, {len(OPS)}), got {tuple(probs.shape)}")

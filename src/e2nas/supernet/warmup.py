@@ -1,6 +1,7 @@
 """Stage 3: warm up the supernet's shared weights on uniformly sampled single paths.
 
-Each step samples one cell uniformly (6 ops, one per edge) and trains that path on a batch of
+Each step samples one cell uniformly (NB201: 6 ops, one per edge; DARTS: a 32-choice path of
+both cell types, `e2nas.spaces.darts.sample_archs`) and trains that path on a batch of
 the split's WEIGHTS half with SGD (Nesterov, cosine schedule, gradient clipping; the paper's
 values are the defaults). Only the ops on the path get a gradient and an update.
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from e2nas.checkpoint import (
     CheckpointError,
@@ -26,6 +27,7 @@ from e2nas.checkpoint import (
     atomic_save,
     safe_load,
 )
+from e2nas.spaces import darts, get_space
 from e2nas.spaces.nb201 import NUM_EDGES, OPS
 from e2nas.supernet.nb201 import SuperNet
 from e2nas.training import (
@@ -44,12 +46,13 @@ log = logging.getLogger(__name__)
 class SupernetConfig:
     """Config section `supernet`: the size of the weight-sharing network."""
 
-    channels: int = 8  # C, channels of the first stage (paper: 16)
-    cells_per_stage: int = 1  # N, search cells per stage (paper: 5)
+    channels: int = 8  # C, channels of the first stage (paper: 16, both spaces)
+    cells_per_stage: int = 1  # N, NB201 search cells per stage (paper: 5)
+    layers: int = 8  # DARTS search cells, reductions at 1/3 and 2/3 (DARTS: 8)
 
     def __post_init__(self):
-        if self.channels < 1 or self.cells_per_stage < 1:
-            raise ValueError(f"supernet: channels and cells_per_stage must be >= 1, got {self}")
+        if self.channels < 1 or self.cells_per_stage < 1 or self.layers < 1:
+            raise ValueError(f"supernet: channels, cells_per_stage and layers must be >= 1, got {self}")
 
 
 @dataclass
@@ -75,19 +78,29 @@ class WarmupConfig:
 GENERATORS = ("init", "data", "path")
 
 
-def build_supernet(net_cfg: SupernetConfig, num_classes: int, in_channels: int, seed: int) -> SuperNet:
-    """The supernet with the initial weights of `seed` (the same ones run_warmup starts from), on the CPU."""
+def _supernet(space: str, net_cfg: SupernetConfig, num_classes: int, in_channels: int) -> nn.Module:
+    get_space(space)  # an unknown space fails here, naming the config key
+    if space == "darts":
+        from e2nas.supernet.darts_search import DartsSuperNet
+
+        return DartsSuperNet(net_cfg.channels, net_cfg.layers, num_classes, in_channels)
+    return SuperNet(net_cfg.channels, net_cfg.cells_per_stage, num_classes, in_channels)
+
+
+def build_supernet(net_cfg: SupernetConfig, num_classes: int, in_channels: int, seed: int, space: str = "nb201") -> nn.Module:
+    """The supernet of `space` with the initial weights of `seed` (the same ones run_warmup starts from), on the CPU."""
     gens = stage_generators(seed, GENERATORS)
-    shape = (net_cfg.channels, net_cfg.cells_per_stage, num_classes, in_channels)
-    return seeded_init(lambda: SuperNet(*shape), gens["init"])
+    return seeded_init(lambda: _supernet(space, net_cfg, num_classes, in_channels), gens["init"])
 
 
-def sample_path(generator: torch.Generator) -> tuple[int, ...]:
+def sample_path(generator: torch.Generator, space: str = "nb201") -> tuple[int, ...]:
     """A cell drawn uniformly, as python ints (drawn on the CPU: no device sync)."""
+    if space == "darts":
+        return tuple(darts.sample_archs(1, generator)[0].tolist())
     return tuple(torch.randint(len(OPS), (NUM_EDGES,), generator=generator).tolist())
 
 
-def evaluate_path(net: SuperNet, x: Tensor, y: Tensor, arch: Sequence[int], batch_size: int = 256) -> float:
+def evaluate_path(net: nn.Module, x: Tensor, y: Tensor, arch: Sequence[int], batch_size: int = 256) -> float:
     """Supernet accuracy (%) of the single path `arch` on (x, y)."""
     arch = tuple(int(a) for a in arch)
     return evaluate(net, x, y, batch_size, forward=lambda xb: net(xb, arch))
@@ -109,8 +122,9 @@ def run_warmup(
     device: torch.device | str = "cpu",
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
+    space: str = "nb201",
 ) -> dict[str, list]:
-    """Warm up a supernet on `data`'s weights half; write `out_path` (warmup.pt) and return the history.
+    """Warm up a supernet of `space` on `data`'s weights half; write `out_path` (warmup.pt) and return the history.
 
     history: per-epoch columns {"epoch", "loss", "accuracy" (%, of the sampled paths on their
     training batches), "lr", "seconds"}. on_epoch(record) runs after each epoch's checkpoint.
@@ -121,25 +135,26 @@ def run_warmup(
 
     device = torch.device(device)
     gens = stage_generators(seed, GENERATORS)
-    net = build_supernet(net_cfg, data.num_classes, data.in_channels, seed).to(device)
+    net = build_supernet(net_cfg, data.num_classes, data.in_channels, seed, space).to(device)
     opt, sched = make_sgd(net.parameters(), cfg.epochs, cfg.lr, cfg.lr_min, cfg.momentum, cfg.nesterov, cfg.weight_decay)
     x, y = _weights_half(data, split)
     batches = BatchIterator(x, y, cfg.batch_size, device, gens["data"], data.augment, data.pad)
 
     ckpt = EpochCheckpoint(
         checkpoint_path,
-        {"stage": "warmup", "dataset": data.name, "seed": seed, "split": split_digest(split),
+        {"stage": "warmup", "space": space, "dataset": data.name, "seed": seed, "split": split_digest(split),
          "supernet": asdict(net_cfg), "warmup": asdict(cfg)},
     )
     history, elapsed = fit_epochs(
         net, batches, opt, sched, gens, ckpt, cfg.epochs, cfg.grad_clip,
-        forward=lambda xb: net(xb, sample_path(gens["path"])), progress=progress, name="warm-up", on_epoch=on_epoch,
+        forward=lambda xb: net(xb, sample_path(gens["path"], space)), progress=progress, name="warm-up", on_epoch=on_epoch,
     )
 
     atomic_save(
         {
             "model": net.state_dict(),
             "supernet": {**asdict(net_cfg), "num_classes": data.num_classes, "in_channels": data.in_channels},
+            "space": space,
             "split": {"weights": torch.as_tensor(split["weights"]), "arch": torch.as_tensor(split["arch"])},
             "dataset": data.name,
             "seed": seed,
@@ -153,8 +168,8 @@ def run_warmup(
     return history
 
 
-def load_warmup(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[SuperNet, dict]:
-    """The warmed-up supernet (on `device`, train mode) and the file's other fields (split, dataset, seed, ...).
+def load_warmup(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """The warmed-up supernet (on `device`, train mode) and the file's other fields (space, split, dataset, seed, ...).
 
     A missing, corrupt or mismatched file raises CheckpointError naming it.
     """
@@ -164,7 +179,8 @@ def load_warmup(path: str | os.PathLike, device: torch.device | str = "cpu") -> 
         raise CheckpointError(f"warm-up file {path} lacks {sorted(missing)}; delete it and rerun the warm-up stage")
     shape = state["supernet"]
     try:
-        net = SuperNet(shape["channels"], shape["cells_per_stage"], shape["num_classes"], shape["in_channels"])
+        net_cfg = SupernetConfig(**{k: v for k, v in shape.items() if k not in ("num_classes", "in_channels")})
+        net = _supernet(state.get("space", "nb201"), net_cfg, shape["num_classes"], shape["in_channels"])
         net.load_state_dict(state["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
