@@ -165,32 +165,27 @@ class DartsSearchCell(nn.Module):
         return zeros if total is None else zeros + total
 
     def forward(self, s0: Tensor, s1: Tensor, choices: Choices, terms: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+        """The single path: node i sums its two chosen (input, op) slots; terms[k] for slot k."""
+        feeds = [[(*choices[i * SLOTS + s], i * SLOTS + s) for s in range(SLOTS)] for i in range(NUM_NODES)]
+        return self._run(s0, s1, feeds, terms)
+
+    def forward_edges(self, s0: Tensor, s1: Tensor, ops: Sequence[int], terms: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+        """Every edge runs its one op `ops[e]` (14 indices); a node sums all its incoming edges; terms[e] for edge e."""
+        feeds = [
+            [(j, ops[edge_index(i, j)], edge_index(i, j)) for j in range(NUM_INPUTS + i)] for i in range(NUM_NODES)
+        ]
+        return self._run(s0, s1, feeds, terms)
+
+    def _run(self, s0: Tensor, s1: Tensor, feeds, terms: list[tuple[Tensor, Tensor]] | None) -> Tensor:
+        """feeds[i]: the (input, op, k) node i sums; with terms, each in GDAS's form coef·op(x) + rest, terms[k]."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for node in range(NUM_NODES):
+        for node, node_feeds in enumerate(feeds):
             total = None
-            for slot in range(SLOTS):
-                k = node * SLOTS + slot
-                src, op = choices[k]
+            for src, op, k in node_feeds:
                 out = None if op == NONE else self.edges[edge_index(node, src)][op](states[src])
                 if terms is not None:
                     coef, rest = terms[k]
                     # `none` is zero: coef·0 keeps the chosen h in the graph (gradient 0) without running it.
-                    out = coef * 0.0 + rest if out is None else coef * out + rest
-                if out is not None:
-                    total = out if total is None else total + out
-            states.append(self._finish(total, states))
-        return torch.cat(states[NUM_INPUTS:], dim=1)
-
-    def forward_edges(self, s0: Tensor, s1: Tensor, ops: Sequence[int], terms: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
-        """Every edge runs its one op `ops[e]` (14 indices); a node sums all its incoming edges."""
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for node in range(NUM_NODES):
-            total = None
-            for src in range(NUM_INPUTS + node):
-                e = edge_index(node, src)
-                out = None if ops[e] == NONE else self.edges[e][ops[e]](states[src])
-                if terms is not None:
-                    coef, rest = terms[e]
                     out = coef * 0.0 + rest if out is None else coef * out + rest
                 if out is not None:
                     total = out if total is None else total + out
