@@ -1,10 +1,11 @@
 import json
 
+import pytest
 import torch
 from torch_geometric.nn import GINConv, WLConv, global_add_pool
 
-from e2nas.graphs import GraphSet, build_graph_set, summary, write_stage
-from e2nas.spaces import nb201
+from e2nas.graphs import GraphsConfig, GraphSet, build_graph_set, summary, write_stage
+from e2nas.spaces import darts, nb201
 
 
 def test_wl_colour_refinement_tells_all_cells_apart():
@@ -53,3 +54,35 @@ def test_stage_writes_graphs_and_summary(tmp_path):
     loaded = GraphSet.load(tmp_path / "nb201.pt")
     assert torch.equal(loaded.archs, nb201.all_archs())
     assert summary(loaded) == info
+
+
+def test_darts_stage_samples_num_archs_graphs_deterministic_in_the_seed(tmp_path):
+    cfg = GraphsConfig(num_archs=300, seed=5)
+    info = write_stage("darts", tmp_path / "a.pt", tmp_path / "a.json", cfg)
+    again = write_stage("darts", tmp_path / "b.pt", tmp_path / "b.json", GraphsConfig(num_archs=300, seed=5))
+    other = write_stage("darts", tmp_path / "c.pt", tmp_path / "c.json", GraphsConfig(num_archs=300, seed=6))
+    a, b, c = (GraphSet.load(tmp_path / f"{n}.pt") for n in "abc")
+    assert len(a) == info["num_archs"] == 300 and a.space == "darts"
+    assert torch.equal(a.archs, b.archs) and torch.equal(a.x, b.x) and torch.equal(a.edge_index, b.edge_index)
+    assert info == again and not torch.equal(a.archs, c.archs)
+    # The sample is darts.sample_archs with the seed, degenerate draws kept; the summary counts the valid ones.
+    assert torch.equal(a.archs, darts.sample_archs(300, torch.Generator().manual_seed(5)))
+    assert info["sample_seed"] == 5 and info["num_valid"] == int(darts.valid_mask(a.archs).sum())
+    assert json.loads((tmp_path / "a.json").read_text()) == info
+    assert summary(a) == {k: v for k, v in info.items() if k not in ("sample_seed", "num_valid")}
+
+
+def test_darts_sample_keeps_degenerate_genotypes(tmp_path):
+    info = write_stage("darts", tmp_path / "d.pt", tmp_path / "d.json", GraphsConfig(num_archs=20000, seed=0))
+    assert info["num_archs"] == 20000 and 19900 < info["num_valid"] < 20000
+
+
+def test_nb201_stage_ignores_the_graphs_section(tmp_path):
+    info = write_stage("nb201", tmp_path / "n.pt", tmp_path / "n.json", GraphsConfig(num_archs=5, seed=3))
+    assert info["num_archs"] == 15625 and "num_valid" not in info and "sample_seed" not in info
+
+
+@pytest.mark.parametrize("bad", [{"num_archs": 0}, {"seed": -1}])
+def test_graphs_config_refuses_bad_values_naming_the_key(bad):
+    with pytest.raises(ValueError, match=f"graphs.{next(iter(bad))}"):
+        GraphsConfig(**bad)

@@ -8,6 +8,12 @@ so a whole space is stored as dense (N, nodes, F) and (N, 2, E) tensors and batc
 (no per-graph Python objects in the training loop). NB201's wiring is the same for every cell,
 so its edge_index is one (2, E) tensor; a DARTS cell chooses its inputs, so DARTS graphs keep
 one (2, E) edge_index per graph, stacked (N, 2, E) (E is the same for all).
+
+Stage 1 enumerates NB201 (15,625 cells) but samples DARTS (about 10^18 cell pairs): `GraphsConfig`
+says how many genotypes and with which seed. The sample keeps every draw, degenerate cells
+(no non-`none` path from the inputs, `darts.valid_mask` false) included: the VGAE decodes
+whatever a latent point maps to, so it is trained on the space as the space is sampled, and
+the search (not stage 1) is what keeps decoded cells valid. The summary counts the valid ones.
 """
 
 from __future__ import annotations
@@ -172,12 +178,39 @@ def summary(graphs: GraphSet) -> dict:
     }
 
 
-def write_stage(space: str, out_pt: str | os.PathLike, out_json: str | os.PathLike) -> dict:
-    """Stage 1: build every graph of the space, write the .pt and the JSON summary."""
+@dataclass
+class GraphsConfig:
+    """Config section `graphs`: the DARTS genotypes stage 1 samples (NB201 enumerates every cell and ignores it)."""
+
+    num_archs: int = 20000  # genotypes drawn uniformly (benchmarks/vgae.py: 20,000 reach exact held-out reconstruction)
+    seed: int = 0  # seeds the draw: the same seed gives the same graph set
+
+    def __post_init__(self):
+        if self.num_archs < 1:
+            raise ValueError(f"graphs.num_archs must be >= 1, got {self.num_archs}")
+        if self.seed < 0:
+            raise ValueError(f"graphs.seed must be >= 0, got {self.seed}")
+
+
+def stage_archs(space: str, cfg: GraphsConfig | None = None) -> torch.Tensor | None:
+    """The cells stage 1 encodes: None (every cell) for an enumerable space, else `cfg.num_archs` seeded draws."""
+    mod = get_space(space)
+    if hasattr(mod, "all_archs"):
+        return None
+    cfg = cfg or GraphsConfig()
+    return mod.sample_archs(cfg.num_archs, torch.Generator().manual_seed(cfg.seed))
+
+
+def write_stage(space: str, out_pt: str | os.PathLike, out_json: str | os.PathLike, cfg: GraphsConfig | None = None) -> dict:
+    """Stage 1: build the graphs of the space (all NB201 cells; `cfg`'s DARTS sample), write the .pt and the JSON summary."""
     import json
 
-    graphs = build_graph_set(space)
+    cfg = cfg or GraphsConfig()
+    sampled = stage_archs(space, cfg)
+    graphs = build_graph_set(space, sampled)
     graphs.save(out_pt)
     info = summary(graphs)
+    if sampled is not None:  # how the sample was drawn, and how much of it is a non-degenerate cell
+        info.update(sample_seed=cfg.seed, num_valid=int(get_space(space).valid_mask(graphs.archs).sum()))
     Path(out_json).write_text(json.dumps(info, indent=2) + "\n")
     return info
