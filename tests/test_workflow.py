@@ -1,5 +1,6 @@
 """The Snakemake workflow: config validation before any job starts (dry runs, fast)."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +13,11 @@ from conftest import REPO
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 
-def dry_run(tmp_path, config: dict) -> subprocess.CompletedProcess:
+def dry_run(tmp_path, config: dict, *args: str) -> subprocess.CompletedProcess:
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
     return subprocess.run(
-        [SNAKEMAKE, "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path / "work"), "--configfile", str(cfg), "--cores", "1"],
+        [SNAKEMAKE, "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path / "work"), "--configfile", str(cfg), "--cores", "1", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -25,6 +26,26 @@ def dry_run(tmp_path, config: dict) -> subprocess.CompletedProcess:
 
 def smoke() -> dict:
     return yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+
+
+def profile(name: str) -> dict:
+    return yaml.safe_load((REPO / "config" / name).read_text())
+
+
+def planned(out: subprocess.CompletedProcess) -> list[dict]:
+    """Every job of a dry run (`-n -p`): rule, wildcards, input and output files, shell command."""
+    blocks = re.split(r"^(?:local)?rule (\w+):$", out.stdout + out.stderr, flags=re.M)[1:]
+    jobs = []
+    for rule, body in zip(blocks[::2], blocks[1::2]):
+        field = lambda name: (re.search(rf"^\s+{name}: (.*)$", body, flags=re.M) or [None, ""])[1]  # noqa: E731
+        jobs.append({
+            "rule": rule,
+            "wildcards": dict(kv.split("=", 1) for kv in field("wildcards").split(", ") if kv),
+            "input": field("input").split(", "),
+            "output": field("output").split(", "),
+            "shell": body.split("Shell command:", 1)[-1],
+        })
+    return jobs
 
 
 def test_smoke_config_plans_a_run(tmp_path):
@@ -49,4 +70,57 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, change, names)
     assert out.returncode != 0
     for name in names:
         assert name in out.stderr + out.stdout
+    assert not (tmp_path / "work" / "results").exists()
+
+
+DARTS_ONLY_MODULES = ("spaces/darts.py", "supernet/darts_ops.py", "supernet/darts_search.py", "supernet/darts_eval.py")
+
+
+@pytest.mark.parametrize("name", ["smoke-darts.yaml", "paper-darts-cifar10.yaml"])
+def test_darts_profile_plans_every_stage_on_darts_paths(tmp_path, name):
+    cfg = profile(name)
+    out = dry_run(tmp_path, cfg, "-p")
+    assert out.returncode == 0, out.stderr
+    jobs = planned(out)
+    count = lambda rule: sum(j["rule"] == rule for j in jobs)  # noqa: E731
+    runs = len(cfg["datasets"]) * len(cfg["seeds"])
+    assert (count("build_graphs"), count("pretrain_vgae"), count("report"), count("all")) == (1, 1, 1, 1)
+    assert count("warmup_supernet") == runs
+    assert count("search_architecture") == runs * len(cfg["methods"])
+    assert count("retrain_cell") == runs * (len(cfg["methods"]) + 1)  # + the random-cell reference
+    for job in jobs:
+        if job["wildcards"]:
+            assert job["wildcards"]["space"] == "darts", job
+        if job["rule"] not in ("all", "report"):
+            assert all("/darts" in path for path in job["output"]), job
+    report = next(j for j in jobs if j["rule"] == "report")
+    stage_files = [p for p in report["input"] if p.startswith("results/")]
+    assert len(stage_files) == count("search_architecture") + count("retrain_cell") + count("warmup_supernet")
+    assert all("/darts/" in p for p in stage_files), stage_files
+    code = {j["rule"]: {m for m in DARTS_ONLY_MODULES if any(p.endswith(m) for p in j["input"])} for j in jobs}
+    assert code["build_graphs"] == code["pretrain_vgae"] == code["report"] == {"spaces/darts.py"}
+    assert code["warmup_supernet"] == code["search_architecture"] == {"spaces/darts.py", "supernet/darts_ops.py", "supernet/darts_search.py"}
+    assert code["retrain_cell"] == {"spaces/darts.py", "supernet/darts_ops.py", "supernet/darts_eval.py"}
+    # Stage 1 gets the profile's `graphs` section (how many genotypes, which seed).
+    stage1 = next(j for j in jobs if j["rule"] == "build_graphs")["shell"]
+    assert f"num_archs: {cfg['graphs']['num_archs']}" in stage1 and "space: darts" in stage1
+
+
+def test_nb201_plan_takes_no_darts_module_and_no_graphs_section(tmp_path):
+    """Editing a DARTS-only module, or the `graphs` section, reruns no NB201 job."""
+    out = dry_run(tmp_path, {**smoke(), "graphs": {"num_archs": 7, "seed": 3}}, "-p")
+    assert out.returncode == 0, out.stderr
+    jobs = planned(out)
+    assert {j["rule"] for j in jobs} >= {"build_graphs", "warmup_supernet", "search_architecture", "retrain_cell", "report"}
+    for job in jobs:
+        assert not [p for p in job["input"] if p.endswith(DARTS_ONLY_MODULES)], job["rule"]
+    stage1 = next(j for j in jobs if j["rule"] == "build_graphs")["shell"]
+    assert "space: nb201" in stage1 and "num_archs" not in stage1
+
+
+def test_unknown_space_is_refused_naming_the_key_and_the_spaces(tmp_path):
+    out = dry_run(tmp_path, {**profile("smoke-darts.yaml"), "space": "foo"})
+    assert out.returncode != 0
+    text = out.stderr + out.stdout
+    assert "'foo' is not one of ['nb201', 'darts']" in text and "instance['space']" in text
     assert not (tmp_path / "work" / "results").exists()

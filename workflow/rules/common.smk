@@ -48,6 +48,20 @@ def sources(*modules):
     return [str(ROOT / "src" / "e2nas" / m) for m in modules]
 
 
+# Modules only DARTS-space jobs run: a stage's code inputs add them where the space is darts, so
+# an edit of one reruns no NB201 job. (DARTS jobs also go through the shared modules NB201 lists.)
+DARTS_SOURCES = {
+    "space": ("spaces/darts.py",),
+    "supernet": ("spaces/darts.py", "supernet/darts_ops.py", "supernet/darts_search.py"),
+    "eval": ("spaces/darts.py", "supernet/darts_ops.py", "supernet/darts_eval.py"),
+}
+
+
+def space_sources(space, *modules, darts=()):
+    """sources(*modules), plus the darts-only modules `darts` (a DARTS_SOURCES key) for space darts."""
+    return sources(*modules, *(DARTS_SOURCES[darts] if darts and space == "darts" else ()))
+
+
 def log_notebook(rule_name, pattern):
     return f"{RESULTS}/notebooks/{rule_name}/{pattern}.ipynb"
 
@@ -112,11 +126,11 @@ def get_search_inputs(wc):
     inputs = {
         "notebook": notebook("04_search"),
         "warmup": warmup_path(wc.dataset, wc.space, wc.seed),
-        "code": sources(
-            "search/__init__.py", "search/common.py", "search/e2nas.py", "search/baselines.py",
+        "code": space_sources(
+            wc.space, "search/__init__.py", "search/common.py", "search/e2nas.py", "search/baselines.py",
             "search/novelty.py", "supernet/__init__.py", "supernet/ops.py", "supernet/nb201.py",
             "supernet/warmup.py", "training.py", "data.py", "checkpoint.py", "benchmarks.py", "spaces/nb201.py",
-            "tracking.py",
+            "tracking.py", darts="supernet",
         ),
     }
     if wc.method in E2NAS_METHODS:
@@ -129,8 +143,9 @@ def get_search_inputs(wc):
 def get_retrain_inputs(wc):
     inputs = {
         "notebook": notebook("05_retrain"),
-        "code": sources("retrain.py", "training.py", "supernet/__init__.py", "supernet/ops.py", "supernet/nb201.py",
-                        "data.py", "checkpoint.py", "spaces/nb201.py", "tracking.py"),
+        "code": space_sources(wc.space, "retrain.py", "training.py", "supernet/__init__.py", "supernet/ops.py",
+                              "supernet/nb201.py", "data.py", "checkpoint.py", "spaces/nb201.py", "tracking.py",
+                              darts="eval"),
     }
     if wc.method != RANDOM_METHOD:
         inputs["result"] = search_result(wc.dataset, wc.space, wc.method, wc.seed)
@@ -142,7 +157,8 @@ def get_report_inputs(wc):
     searched = configured(config["methods"])
     return {
         "notebook": notebook("06_report"),
-        "code": sources("report.py", "benchmarks.py", "supernet/warmup.py", "supernet/nb201.py", "data.py", "tracking.py"),
+        "code": space_sources(space, "report.py", "benchmarks.py", "supernet/warmup.py", "supernet/nb201.py", "data.py",
+                              "tracking.py", darts="space"),
         "results": [search_result(d, space, m, s) for d, m, s in searched],
         "retrained": [retrain_metrics(d, space, m, s) for d, m, s in searched + configured([RANDOM_METHOD])],
         "warmups": [warmup_path(d, space, s) for d in config["datasets"] for s in config["seeds"]],

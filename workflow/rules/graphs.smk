@@ -1,10 +1,10 @@
-# Stage 1: every cell of the search space as a graph.
+# Stage 1: the cells of the search space as graphs (every NB201 cell; a seeded DARTS sample).
 
 
 rule build_graphs:
     input:
         notebook=notebook("01_graph_dataset"),
-        code=sources("spaces/__init__.py", "spaces/nb201.py", "graphs.py", "tracking.py"),
+        code=lambda wc: space_sources(wc.space, "spaces/__init__.py", "spaces/nb201.py", "graphs.py", "tracking.py", darts="space"),
     output:
         graphs=f"{RESULTS}/graphs/{{space}}.pt",
         summary=f"{RESULTS}/graphs/{{space}}.json",
@@ -12,7 +12,9 @@ rule build_graphs:
         notebook=log_notebook("build_graphs", "{space}"),
     params:
         yaml=lambda wc, input, output: stage_yaml(
-            "build_graphs", log_notebook("build_graphs", "{space}"), wc, input, output, {"space": wc.space}, space=wc.space
+            "build_graphs", log_notebook("build_graphs", "{space}"), wc, input, output, {"space": wc.space}, space=wc.space,
+            # Only the sampled space takes the section: editing it reruns no NB201 job.
+            **({"graphs": section("graphs")} if wc.space == "darts" else {}),
         ),
     threads: 1
     resources:

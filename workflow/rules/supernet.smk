@@ -4,9 +4,9 @@
 rule warmup_supernet:
     input:
         notebook=notebook("03_supernet_warmup"),
-        code=sources(
-            "supernet/__init__.py", "supernet/ops.py", "supernet/nb201.py", "supernet/warmup.py",
-            "training.py", "data.py", "checkpoint.py", "spaces/nb201.py", "tracking.py",
+        code=lambda wc: space_sources(
+            wc.space, "supernet/__init__.py", "supernet/ops.py", "supernet/nb201.py", "supernet/warmup.py",
+            "training.py", "data.py", "checkpoint.py", "spaces/nb201.py", "tracking.py", darts="supernet",
         ),
     output:
         warmup=warmup_path("{dataset}", "{space}", "{seed}"),

@@ -5,7 +5,8 @@ rule pretrain_vgae:
     input:
         notebook=notebook("02_vgae_pretrain"),
         graphs=f"{RESULTS}/graphs/{{space}}.pt",
-        code=VGAE_SOURCES + sources("graphs.py", "checkpoint.py", "benchmarks.py", "spaces/nb201.py", "tracking.py"),
+        code=lambda wc: VGAE_SOURCES
+        + space_sources(wc.space, "graphs.py", "checkpoint.py", "benchmarks.py", "spaces/nb201.py", "tracking.py", darts="space"),
     output:
         model=f"{RESULTS}/vgae/{{space}}/model.pt",
         metrics=f"{RESULTS}/vgae/{{space}}/metrics.json",
