@@ -14,7 +14,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import FancyArrowPatch  # noqa: E402
 
 from e2nas import report  # noqa: E402
-from e2nas.spaces import nb201  # noqa: E402
+from e2nas.spaces import darts, nb201  # noqa: E402
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 OTHER = "|nor_conv_1x1~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
@@ -161,3 +161,34 @@ def test_summary_csv_round_trip(run, tmp_path):
     df.to_csv(tmp_path / "summary.csv", index=False)
     back = pd.read_csv(tmp_path / "summary.csv")
     assert list(back.columns) == list(report.COLUMNS) and len(back) == 3
+
+
+def test_darts_runs_report_genotypes_accuracy_and_params_without_nb201_columns(tmp_path):
+    """A DARTS run: no NB201 columns (and no table look-up, even with a table), Genotype text
+    (also from a 32-choice encoding), DARTS-counted params; found_genotypes lists the searched cells."""
+    run_dir = tmp_path / "results" / "smoke-darts"
+    cells = {("e2nas", 0): darts.DARTS_V2, ("gdas", 0): darts.format_arch(darts.sample_archs(1, None)[0].tolist()),
+             ("random", 0): darts.format_arch(darts.sample_archs(1, None)[0].tolist())}
+    for (method, seed), arch in cells.items():
+        base = ("fashion-mnist", "darts", method, f"seed{seed}")
+        if method != "random":
+            stored = list(darts.parse_arch(arch)) if method == "gdas" else arch  # choices or text
+            write(run_dir.joinpath("search", *base, "result.json"),
+                  {"arch": stored, "method": method, "seed": seed, "space": "darts", "nb201": None, "search_seconds": 4.0,
+                   "trajectory": [{"epoch": 0, "arch": arch, "nb201_cifar10": None, "forgetting": 0.5}]})
+        write(run_dir.joinpath("retrain", *base, "metrics.json"),
+              {"arch": arch, "space": "darts", "test_accuracy": 80.0 + len(method), "params": 3349342,
+               "train_seconds": 2.0})
+    df = report.collect_results(*report.find_run_files(run_dir), table=FakeTable())
+    assert not set(report.NB201_COLUMNS) & set(df.columns)
+    assert list(df.columns) == [c for c in report.COLUMNS if c not in report.NB201_COLUMNS]
+    assert list(df["method"]) == ["e2nas", "gdas", "random"] and set(df["space"]) == {"darts"}
+    assert df.set_index("method").loc["gdas", "arch"] == cells[("gdas", 0)]
+    assert df.set_index("method").loc["e2nas", "params"] == 3349342
+    shown = report.format_mean_std(report.summarize(df)).set_index("method")
+    assert shown.loc["e2nas", "test_accuracy"] == "85.00" and "nb201_cifar10" not in shown.columns
+    genotypes = report.found_genotypes(df)
+    assert [(g["method"], g["seed"]) for g in genotypes] == [("e2nas", 0), ("gdas", 0)]
+    assert genotypes[0]["arch"] == darts.DARTS_V2 and genotypes[0]["params"] == 3349342
+    assert darts.parse_arch(genotypes[1]["arch"]) == darts.parse_arch(cells[("gdas", 0)])
+    json.dumps(genotypes)  # plain values: MLflow's log_dict takes them

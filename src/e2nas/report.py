@@ -6,7 +6,9 @@ by (dataset, space, method, seed), and summarises over seeds. Plots are matplotl
 without pyplot (no global figure state; notebooks `display()` them, MLflow logs them).
 
 On Fashion-MNIST the NB201 columns are a *transfer proxy*: the found cell's CIFAR-10 accuracy
-in the benchmark table, not a result of this run's data.
+in the benchmark table, not a result of this run's data. The DARTS space has no such table: a
+frame of DARTS runs only has the columns every space has (the found genotype's text, its retrain
+test accuracy, parameters as DARTS counts them, costs).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch
 from scipy.stats import kendalltau
 
-from e2nas.spaces import nb201
+from e2nas.spaces import darts, nb201
 
 
 @dataclass
@@ -40,11 +42,12 @@ class ReportConfig:
 METHODS = ("e2nas", "e2nas-noexplore", "e2nas-nocomplement", "darts", "gdas", "rsps")
 NB201_KEYS = ("cifar10", "cifar100", "imagenet16_120")
 KEYS = ("dataset", "space", "method", "seed")
+# Columns only NB201 cells have: the benchmark table's accuracies and their percentile.
+NB201_COLUMNS = (*(f"nb201_{k}" for k in NB201_KEYS), "percentile_cifar10")
 COLUMNS = (
     *KEYS,
     "arch",
-    *(f"nb201_{k}" for k in NB201_KEYS),
-    "percentile_cifar10",
+    *NB201_COLUMNS,
     "test_accuracy",
     "params",
     "flops",
@@ -80,9 +83,9 @@ def _read_json(path: str | os.PathLike) -> dict:
 
 
 def _arch_text(arch, space: str) -> str:
-    """Cells as the benchmark's text form, whether a file holds a string or op indices."""
-    if space == nb201.NAME and not isinstance(arch, str):
-        return nb201.format_arch(arch)
+    """Cells as the space's text form (NB201 string, DARTS Genotype), whether a file holds text or choice indices."""
+    if not isinstance(arch, str) and space in (nb201.NAME, darts.NAME):
+        return (nb201 if space == nb201.NAME else darts).format_arch(arch)
     return str(arch)
 
 
@@ -93,8 +96,9 @@ def _search_row(path: str, table) -> dict:
         if k in res and res[k] != keys[k]:
             raise ValueError(f"{path} says {k}={res[k]!r} but lies in the folder for {k}={keys[k]!r}")
     arch = _arch_text(res["arch"], keys["space"])
-    nb = res.get("nb201")
-    if nb is None and table is not None:
+    in_table = keys["space"] == nb201.NAME  # the NB201 table holds only NB201 cells
+    nb = res.get("nb201") if in_table else None
+    if nb is None and table is not None and in_table:
         nb = table.lookup(arch)  # stage 4 ran without a table; the report has one
     row = {**keys, "arch": arch, "search_seconds": res.get("search_seconds", math.nan)}
     row.update({f"nb201_{k}": float(nb[k]) if nb and nb.get(k) is not None else math.nan for k in NB201_KEYS})
@@ -134,7 +138,8 @@ def collect_results(search_files: list[str], retrain_files: list[str], table=Non
             f"but the search found {r['arch']}; rerun the retrain stage"
         )
     df["arch"] = df["arch"].fillna(df["retrain_arch"])
-    df = df.reindex(columns=list(COLUMNS))
+    nb201_rows = df["space"].eq(nb201.NAME).any() or df.empty
+    df = df.reindex(columns=[c for c in COLUMNS if nb201_rows or c not in NB201_COLUMNS])
     df["seed"] = df["seed"].astype(int)
     order = {m: i for i, m in enumerate(METHODS)}
     df = df.sort_values(["dataset", "space", "method", "seed"], key=lambda s: s.map(order).fillna(len(order))
@@ -163,6 +168,14 @@ def collect_trajectories(search_files: list[str], dataset: str | None = None) ->
     if len(datasets) > 1:
         raise ValueError(f"search files of several datasets {sorted(datasets)}: pass dataset= to pick one")
     return out
+
+
+def found_genotypes(df: pd.DataFrame) -> list[dict]:
+    """The found cells of the searched methods (not `random`), one dict per (dataset, method, seed):
+    keys, the cell's text (a DARTS Genotype) and what retraining it gave."""
+    found = df[df["method"] != "random"]
+    cols = [c for c in (*KEYS, "test_accuracy", "params", "arch") if c in found.columns]
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in found[cols].to_dict("records")]
 
 
 # ---------------------------------------------------------------- statistics
