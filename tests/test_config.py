@@ -87,3 +87,24 @@ def test_default_profile_runs_the_four_methods_over_two_seeds():
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert config["run"] == "default" and config["datasets"] == ["fashion-mnist"] and config["space"] == "nb201"
     assert set(config["methods"]) == {"e2nas", "gdas", "darts", "rsps"} and len(config["seeds"]) == 2
+
+
+def merged_with_default(profile) -> dict:
+    """The config a run of `--configfile profile` sees: Snakemake deep-merges it over config/config.yaml."""
+    def merge(base, extra):
+        out = dict(base)
+        for key, value in extra.items():
+            out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        return out
+
+    return merge(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), yaml.safe_load(profile.read_text()))
+
+
+PAPER_PROFILES = [p for p in PROFILES if p.name.startswith("paper-")]
+
+
+@pytest.mark.parametrize("profile", PAPER_PROFILES, ids=[p.name for p in PAPER_PROFILES])
+def test_paper_profiles_use_all_data_after_the_merge_with_the_default_profile(profile):
+    config = merged_with_default(profile)
+    assert config["data"]["subset_per_half"] is None
+    assert config["retrain"].get("train_subset") is None and config["retrain"].get("test_subset") is None
