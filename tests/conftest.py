@@ -1,11 +1,15 @@
-"""Shared fixtures: one torch thread per test process, the NB201 table, a project copy."""
+"""Shared fixtures: one torch thread per test process, the NB201 table, a project copy, pipeline runs and their dry-run plans."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -45,9 +49,9 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
-def snakemake(project: Path, workdir: Path, *args: str, env: dict | None = None, timeout: int = 1800):
+def snakemake(project: Path, workdir: Path, *args: str, env: dict | None = None, timeout: int = 1800, profile: str = "smoke.yaml"):
     return subprocess.run(
-        [SNAKEMAKE, "-s", str(project / "Snakefile"), "-d", str(workdir), "--configfile", str(project / "config" / "smoke.yaml"), *args],
+        [SNAKEMAKE, "-s", str(project / "Snakefile"), "-d", str(workdir), "--configfile", str(project / "config" / profile), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -63,17 +67,61 @@ def pipeline_env(**extra: str) -> dict:
     return env
 
 
+def run_pipeline(root: Path, profile: str, notes: str | None = None) -> dict:
+    """A complete run of config/`profile` in a project copy under `root` (2 cores); `notes` replaces the profile's."""
+    project = copy_project(root / "project")
+    path = project / "config" / profile
+    cfg = yaml.safe_load(path.read_text())
+    if notes is not None:
+        cfg["notes"] = notes
+        path.write_text(yaml.safe_dump(cfg))
+    workdir = root / "work"
+    start = time.perf_counter()
+    out = snakemake(project, workdir, "--cores", "2", env=pipeline_env(), profile=profile)
+    if out.returncode != 0:
+        pytest.fail(f"{profile} pipeline failed:\n{out.stderr[-6000:]}")
+    return {"project": project, "workdir": workdir, "config": cfg, "profile": profile, "log": out.stderr,
+            "seconds": time.perf_counter() - start}
+
+
 @pytest.fixture(scope="session")
 def smoke_pipeline(tmp_path_factory):
     """One complete smoke pipeline run, shared by every test that needs one."""
-    root = tmp_path_factory.mktemp("smoke")
-    project = copy_project(root / "project")
-    smoke = project / "config" / "smoke.yaml"
-    cfg = yaml.safe_load(smoke.read_text())
-    cfg["notes"] = HOSTILE_NOTES
-    smoke.write_text(yaml.safe_dump(cfg))
-    workdir = root / "work"
-    out = snakemake(project, workdir, "--cores", "2", env=pipeline_env())
-    if out.returncode != 0:
-        pytest.fail(f"smoke pipeline failed:\n{out.stderr[-6000:]}")
-    return {"project": project, "workdir": workdir, "config": cfg, "log": out.stderr}
+    return run_pipeline(tmp_path_factory.mktemp("smoke"), "smoke.yaml", notes=HOSTILE_NOTES)
+
+
+@pytest.fixture(scope="session")
+def smoke_darts_pipeline(tmp_path_factory):
+    """One complete run of the DARTS-space smoke profile."""
+    return run_pipeline(tmp_path_factory.mktemp("smoke-darts"), "smoke-darts.yaml")
+
+
+def planned_jobs(pipe) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run would start."""
+    out = snakemake(pipe["project"], pipe["workdir"], "-n", "--cores", "1", env=pipeline_env(), profile=pipe["profile"])
+    assert out.returncode == 0, out.stderr
+    blocks = re.split(r"^(?:local)?rule (\w+):$", out.stdout + out.stderr, flags=re.M)[1:]
+    jobs = []
+    for rule, body in zip(blocks[::2], blocks[1::2]):
+        wildcards = re.search(r"^\s+wildcards: (.*)$", body, flags=re.M)
+        jobs.append((rule, wildcards.group(1) if wildcards else ""))
+    return jobs
+
+
+@contextlib.contextmanager
+def edited(pipe, relpath):
+    """Edit one project file's content (Snakemake ignores a bare touch: it compares checksums
+    of small inputs whose mtime changed), then restore it, mtime included."""
+    path = pipe["project"] / relpath
+    text, stat = path.read_text(), path.stat()
+    if path.suffix == ".ipynb":
+        notebook = json.loads(text)
+        notebook["metadata"]["edited_by_test"] = True
+        path.write_text(json.dumps(notebook))
+    else:
+        path.write_text(text + "\n# edited by a test\n")
+    try:
+        yield
+    finally:
+        path.write_text(text)
+        os.utime(path, (stat.st_atime, stat.st_mtime))

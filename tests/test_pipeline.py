@@ -1,49 +1,16 @@
 """End to end on the smoke profile: outputs, MLflow, reruns after edits, config strings."""
 
-import contextlib
 import json
-import os
 import re
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import HOSTILE_NOTES, pipeline_env, snakemake
+from conftest import HOSTILE_NOTES, edited, planned_jobs
 from e2nas.spaces import nb201
 
 pytestmark = pytest.mark.slow
-
-
-def planned_jobs(pipe) -> list[tuple[str, str]]:
-    """(rule, wildcards) of every job a dry run would start."""
-    out = snakemake(pipe["project"], pipe["workdir"], "-n", "--cores", "1", env=pipeline_env())
-    assert out.returncode == 0, out.stderr
-    blocks = re.split(r"^(?:local)?rule (\w+):$", out.stdout + out.stderr, flags=re.M)[1:]
-    jobs = []
-    for rule, body in zip(blocks[::2], blocks[1::2]):
-        wildcards = re.search(r"^\s+wildcards: (.*)$", body, flags=re.M)
-        jobs.append((rule, wildcards.group(1) if wildcards else ""))
-    return jobs
-
-
-@contextlib.contextmanager
-def edited(pipe, relpath):
-    """Edit one project file's content (Snakemake ignores a bare touch: it compares checksums
-    of small inputs whose mtime changed), then restore it, mtime included."""
-    path = pipe["project"] / relpath
-    text, stat = path.read_text(), path.stat()
-    if path.suffix == ".ipynb":
-        notebook = json.loads(text)
-        notebook["metadata"]["edited_by_test"] = True
-        path.write_text(json.dumps(notebook))
-    else:
-        path.write_text(text + "\n# edited by a test\n")
-    try:
-        yield
-    finally:
-        path.write_text(text)
-        os.utime(path, (stat.st_atime, stat.st_mtime))
 
 
 def test_every_stage_wrote_valid_outputs(smoke_pipeline):
