@@ -125,3 +125,17 @@ def edited(pipe, relpath):
     finally:
         path.write_text(text)
         os.utime(path, (stat.st_atime, stat.st_mtime))
+
+
+@contextlib.contextmanager
+def edited_config(pipe, section: str, **changes):
+    """Change keys of one section of the pipeline's profile (as a user edits the config), then restore it."""
+    path = pipe["project"] / "config" / pipe["profile"]
+    text = path.read_text()
+    cfg = yaml.safe_load(text)
+    cfg[section] = {**(cfg.get(section) or {}), **changes}
+    path.write_text(yaml.safe_dump(cfg))
+    try:
+        yield
+    finally:
+        path.write_text(text)

@@ -1,5 +1,5 @@
 """End to end on the DARTS-space smoke profile (config/smoke-darts.yaml): every stage's outputs,
-MLflow, and which jobs an edit of a DARTS-only module reruns."""
+MLflow, and which jobs an edit of a DARTS-only module or of a config section reruns."""
 
 import json
 import re
@@ -9,7 +9,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import edited, planned_jobs
+from conftest import edited, edited_config, planned_jobs
 from e2nas.graphs import GraphSet
 from e2nas.report import NB201_COLUMNS
 from e2nas.spaces import darts
@@ -108,3 +108,19 @@ def test_editing_the_darts_supernet_reruns_warmup_and_searches(smoke_darts_pipel
     assert {"warmup_supernet", "search_architecture"} <= rules and not {"build_graphs", "pretrain_vgae"} & rules
     searched = {re.search(r"method=([\w-]+)", wc).group(1) for rule, wc in jobs if rule == "search_architecture"}
     assert searched == set(smoke_darts_pipeline["config"]["methods"])
+
+
+def test_changing_the_retrain_section_reruns_only_retrains_and_the_report(smoke_darts_pipeline):
+    with edited_config(smoke_darts_pipeline, "retrain", epochs=2):
+        jobs = planned_jobs(smoke_darts_pipeline)
+    assert {rule for rule, _ in jobs} == {"retrain_cell", "report", "all"}
+    assert sum(rule == "retrain_cell" for rule, _ in jobs) == len(smoke_darts_pipeline["config"]["methods"]) + 1
+
+
+def test_changing_the_graphs_section_reruns_stage1_and_what_reads_the_vgae(smoke_darts_pipeline):
+    with edited_config(smoke_darts_pipeline, "graphs", seed=1):
+        jobs = planned_jobs(smoke_darts_pipeline)
+    rules = {rule for rule, _ in jobs}
+    assert {"build_graphs", "pretrain_vgae", "search_architecture"} <= rules and "warmup_supernet" not in rules
+    searched = {re.search(r"method=([\w-]+)", wc).group(1) for rule, wc in jobs if rule == "search_architecture"}
+    assert searched == {m for m in smoke_darts_pipeline["config"]["methods"] if m.startswith("e2nas")}

@@ -66,6 +66,16 @@ def log_notebook(rule_name, pattern):
     return f"{RESULTS}/notebooks/{rule_name}/{pattern}.ipynb"
 
 
+def settings(parameters):
+    """A stage's parameters (config sections, wildcards) as a params entry of their own.
+
+    Snakemake reruns a job whose params changed since its last run, but compares only entries
+    that do not depend on input or output files; `yaml` lists the files, so it is not compared,
+    and this entry is what reruns the stages that take a changed config section.
+    """
+    return yaml.safe_dump(parameters, sort_keys=True)
+
+
 def stage_yaml(rule_name, log_path, wildcards, inputs, outputs, tags, **parameters):
     """The one YAML document papermill injects into a stage notebook.
 

@@ -1,6 +1,10 @@
 # Stage 6: every method and seed side by side.
 
 
+def report_parameters(wc):
+    return {"space": config["space"], "report": section("report"), "data": section("data")}
+
+
 rule report:
     input:
         unpack(get_report_inputs),
@@ -11,8 +15,9 @@ rule report:
     params:
         yaml=lambda wc, input, output: stage_yaml(
             "report", f"{RESULTS}/report/report.ipynb", wc, input, output, {"space": config["space"]},
-            space=config["space"], report=section("report"), data=section("data"),
+            **report_parameters(wc),
         ),
+        settings=lambda wc: settings(report_parameters(wc)),
     threads: 1
     resources:
         mem_mb=4000,

@@ -1,6 +1,14 @@
 # Stage 5: train each found cell from scratch on the full training set; test it.
 
 
+def retrain_cell_parameters(wc):
+    return {
+        "space": wc.space, "dataset": wc.dataset, "method": wc.method, "seed": int(wc.seed),
+        "data": section("data"), "retrain": section("retrain"),
+        "checkpoint": checkpoint_path("retrain_cell", f"{wc.dataset}/{wc.space}/{wc.method}/seed{wc.seed}"),
+    }
+
+
 rule retrain_cell:
     input:
         unpack(get_retrain_inputs),
@@ -12,10 +20,9 @@ rule retrain_cell:
         yaml=lambda wc, input, output: stage_yaml(
             "retrain_cell", log_notebook("retrain_cell", "{dataset}/{space}/{method}/seed{seed}"), wc, input, output,
             {"space": wc.space, "dataset": wc.dataset, "method": wc.method, "seed": wc.seed},
-            space=wc.space, dataset=wc.dataset, method=wc.method, seed=int(wc.seed),
-            data=section("data"), retrain=section("retrain"),
-            checkpoint=checkpoint_path("retrain_cell", f"{wc.dataset}/{wc.space}/{wc.method}/seed{wc.seed}"),
+            **retrain_cell_parameters(wc),
         ),
+        settings=lambda wc: settings(retrain_cell_parameters(wc)),
     wildcard_constraints:
         method="|".join(E2NAS_METHODS + BASELINE_METHODS + (RANDOM_METHOD,)),
         seed=r"\d+",

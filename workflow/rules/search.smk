@@ -1,6 +1,13 @@
 # Stage 4: architecture search on the warmed-up supernet (E2NAS, its ablations, baselines).
 
 
+def search_architecture_parameters(wc):
+    return {
+        "space": wc.space, "dataset": wc.dataset, "method": wc.method, "seed": int(wc.seed), "search": section("search"),
+        "checkpoint": checkpoint_path("search_architecture", f"{wc.dataset}/{wc.space}/{wc.method}/seed{wc.seed}"),
+    }
+
+
 rule search_architecture:
     input:
         unpack(get_search_inputs),
@@ -13,9 +20,9 @@ rule search_architecture:
             "search_architecture", log_notebook("search_architecture", "{dataset}/{space}/{method}/seed{seed}"),
             wc, input, output,
             {"space": wc.space, "dataset": wc.dataset, "method": wc.method, "seed": wc.seed},
-            space=wc.space, dataset=wc.dataset, method=wc.method, seed=int(wc.seed), search=section("search"),
-            checkpoint=checkpoint_path("search_architecture", f"{wc.dataset}/{wc.space}/{wc.method}/seed{wc.seed}"),
+            **search_architecture_parameters(wc),
         ),
+        settings=lambda wc: settings(search_architecture_parameters(wc)),
     wildcard_constraints:
         method="|".join(E2NAS_METHODS + BASELINE_METHODS),
         seed=r"\d+",

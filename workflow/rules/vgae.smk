@@ -1,6 +1,10 @@
 # Stage 2: the VGAE that maps cells injectively into the continuous ("equivalent") space.
 
 
+def pretrain_vgae_parameters(wc):
+    return {"space": wc.space, "vgae": section("vgae")}
+
+
 rule pretrain_vgae:
     input:
         notebook=notebook("02_vgae_pretrain"),
@@ -15,8 +19,9 @@ rule pretrain_vgae:
     params:
         yaml=lambda wc, input, output: stage_yaml(
             "pretrain_vgae", log_notebook("pretrain_vgae", "{space}"), wc, input, output,
-            {"space": wc.space}, space=wc.space, vgae=section("vgae"),
+            {"space": wc.space}, **pretrain_vgae_parameters(wc),
         ),
+        settings=lambda wc: settings(pretrain_vgae_parameters(wc)),
     threads: 1
     resources:
         mem_mb=4000,
