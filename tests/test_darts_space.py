@@ -224,3 +224,12 @@ def test_summary_and_save_load(tmp_path):
 def test_sampled_space_needs_archs():
     with pytest.raises(ValueError, match="sampled, not enumerated"):
         build_graph_set("darts")
+
+
+def test_sampling_without_none_gives_valid_genotypes_over_the_other_seven_ops():
+    archs = darts.sample_archs(2000, torch.Generator().manual_seed(3), with_none=False)
+    assert darts.valid_mask(archs).all()
+    assert set(darts.op_choices(archs).unique().tolist()) == set(range(len(darts.OPS))) - {darts.NONE}
+    # The inputs are drawn as with `none`: the same generator gives the same input pairs.
+    with_none = darts.sample_archs(2000, torch.Generator().manual_seed(3))
+    assert torch.equal(archs[:, 0::2], with_none[:, 0::2])

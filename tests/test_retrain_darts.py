@@ -115,7 +115,7 @@ def test_auxiliary_head_changes_the_training_loss_not_the_test_path(tmp_path):
 
 
 def test_auxiliary_head_on_small_images_says_what_to_do(data, split, tmp_path):
-    with pytest.raises(ValueError, match="auxiliary"):
+    with pytest.raises(ValueError, match="retrain.auxiliary_weight: 0"):
         retrain(data, split, tmp_path, small_cfg(epochs=1, auxiliary_weight=0.4))
 
 
@@ -151,19 +151,14 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(data, split, tmp_path)
         torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=1e-6, msg=name)
 
 
-def test_found_arch_draws_a_valid_seeded_genotype(monkeypatch, tmp_path):
+def test_found_arch_draws_a_valid_seeded_genotype(tmp_path):
     a, b, c = (found_arch(None, s, space="darts") for s in (0, 0, 1))
     assert a == b != c and darts.is_valid(darts.parse_arch(a)) and darts.format_arch(darts.parse_arch(a)) == a
     assert found_arch(None, 0) == found_arch(None, 0, space="nb201") and "~" in found_arch(None, 0)
 
-    # A degenerate draw (every op `none`) is redrawn.
-    dead = torch.tensor(darts.parse_arch(V2)).view(1, -1).clone()
-    dead[:, 1::2] = darts.NONE
-    assert not darts.valid_mask(dead)[0]
-    real, queued = darts.sample_archs, [dead]
-    # The dead draw comes first and consumes nothing from the generator, so the redraw is seed 0's cell.
-    monkeypatch.setattr(darts, "sample_archs", lambda n, g=None: queued.pop() if queued else real(n, g))
-    assert found_arch(None, 0, space="darts") == a and not queued
+    # The reference is a genotype a DARTS search could return: never a `none` op.
+    draws = [darts.parse_arch(found_arch(None, s, space="darts")) for s in range(50)]
+    assert all(darts.NONE not in cell[1::2] for cell in draws)
 
     result = tmp_path / "result.json"
     result.write_text(json.dumps({"arch": V2, "space": "darts"}))

@@ -198,8 +198,10 @@ def test_baseline_steps_move_weights_and_alpha_and_derive_a_darts_genotype(cls):
         assert alpha.shape == (2, NUM_EDGES, len(darts.OPS)) and not torch.equal(alpha, method.alpha.detach())
     cell, _ = method.epoch_arch()
     assert darts.is_valid(cell) and darts.parse_arch(h.space.format(cell)) == tuple(cell)
-    if cls is RSPS:
-        assert all(darts.is_valid(c) for c in method.candidates)
+    if cls is RSPS:  # candidates are genotypes a search returns: valid, no `none`
+        assert all(darts.is_valid(c) and darts.NONE not in c[1::2] for c in method.candidates)
+    else:  # derived the DARTS way, never `none`
+        assert darts.NONE not in cell[1::2]
 
 
 def test_search_space_names():

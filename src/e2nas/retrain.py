@@ -211,17 +211,14 @@ def run_retrain(
 
 def found_arch(result_path: str | os.PathLike | None, seed: int, space: str = "nb201") -> str:
     """The cell stage 4 found (its result.json), or, without one, a uniformly drawn cell of
-    `space` (the report's random-cell reference), drawn with `seed`, as text. DARTS draws are
-    redrawn until valid (a cell whose output does not depend on its inputs is no reference)."""
+    `space` (the report's random-cell reference), drawn with `seed`, as text. DARTS draws come
+    from the genotypes a DARTS search returns (no `none` op), as RSPS's candidates do."""
     _check_space(space)
     if result_path is None:
         gen = torch.Generator().manual_seed(seed)
         if space == "nb201":
             return nb201.format_arch(nb201.sample_archs(1, gen)[0].tolist())
-        while True:  # about 1 in 5000 uniform draws is degenerate
-            cell = darts.sample_archs(1, gen)
-            if darts.valid_mask(cell)[0]:
-                return darts.format_arch(cell[0].tolist())
+        return darts.format_arch(darts.sample_archs(1, gen, with_none=False)[0].tolist())
     import json
 
     try:

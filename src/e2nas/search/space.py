@@ -44,7 +44,7 @@ class SearchSpace:
         raise NotImplementedError
 
     def sample(self, n: int, generator: torch.Generator, valid: bool = False) -> list[Cell]:
-        """n cells drawn uniformly (valid only: rejection, for cells that are results)."""
+        """n cells drawn uniformly; valid=True: among the cells a search may return (its result space)."""
         raise NotImplementedError
 
     def path_probs(self, logits: Tensor, tau: float) -> Tensor:
@@ -123,13 +123,8 @@ class DartsSearch(SearchSpace):
         return darts.format_arch(cell)
 
     def sample(self, n: int, generator: torch.Generator, valid: bool = False) -> list[Cell]:
-        if not valid:
-            return [tuple(c) for c in darts.sample_archs(n, generator).tolist()]
-        out: list[Cell] = []
-        while len(out) < n:
-            draw = darts.sample_archs(n, generator)
-            out += [tuple(c) for c in draw[darts.valid_mask(draw)].tolist()]
-        return out[:n]
+        # Results (valid=True) are genotypes without `none`, as DARTS derives and E2NAS decodes them.
+        return [tuple(c) for c in darts.sample_archs(n, generator, with_none=not valid).tolist()]
 
     def path_probs(self, logits: Tensor, tau: float) -> Tensor:
         allowed = self.allowed.to(logits.device)

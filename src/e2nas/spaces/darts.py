@@ -271,11 +271,13 @@ def is_valid(arch: Sequence[int]) -> bool:
     return bool(valid_mask(torch.tensor([list(arch)], dtype=torch.long))[0])
 
 
-def sample_archs(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_archs(n: int, generator: torch.Generator | None = None, with_none: bool = True) -> torch.Tensor:
     """n canonical encodings drawn uniformly (every cell pair equally likely), as an (n, 32) long tensor.
 
     Per node: an input pair uniform among the C(i+2, 2) pairs, each op uniform among all 8
-    (`none` included, so a draw can be degenerate: see `valid_mask`).
+    (`none` included, so a draw can be degenerate: see `valid_mask`). with_none=False draws
+    the ops among the 7 others: the genotypes a DARTS search returns (its derivation never
+    picks `none`), all valid — the random references and RSPS's candidates.
     """
     cells = len(CELL_TYPES)
     choices = torch.empty(n, cells, NUM_NODES, SLOTS, 2, dtype=torch.long)
@@ -287,7 +289,11 @@ def sample_archs(n: int, generator: torch.Generator | None = None) -> torch.Tens
         second = second + (second >= first).long()
         choices[:, :, node, 0, 0] = torch.minimum(first, second)
         choices[:, :, node, 1, 0] = torch.maximum(first, second)
-    choices[..., 1] = torch.randint(len(OPS), (n, cells, NUM_NODES, SLOTS), generator=generator)
+    if with_none:
+        choices[..., 1] = torch.randint(len(OPS), (n, cells, NUM_NODES, SLOTS), generator=generator)
+    else:
+        real = torch.tensor([o for o in range(len(OPS)) if o != NONE])
+        choices[..., 1] = real[torch.randint(len(real), (n, cells, NUM_NODES, SLOTS), generator=generator)]
     return choices.reshape(n, NUM_POSITIONS)
 
 

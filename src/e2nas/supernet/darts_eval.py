@@ -129,7 +129,7 @@ class AuxiliaryHeadCIFAR(nn.Module):
         if not 8 <= x.shape[-1] <= 10 or not 8 <= x.shape[-2] <= 10:
             raise ValueError(
                 f"the DARTS auxiliary head expects an 8x8 feature map at 2/3 depth (32x32 images), got "
-                f"{tuple(x.shape[-2:])}; train without it (auxiliary: false) for other image sizes"
+                f"{tuple(x.shape[-2:])}; train without it (config key retrain.auxiliary_weight: 0) for other image sizes"
             )
         return self.classifier(self.features(x).flatten(1))
 
