@@ -138,7 +138,7 @@ def get_search_inputs(wc):
         "warmup": warmup_path(wc.dataset, wc.space, wc.seed),
         "code": space_sources(
             wc.space, "search/__init__.py", "search/common.py", "search/e2nas.py", "search/baselines.py",
-            "search/novelty.py", "supernet/__init__.py", "supernet/ops.py", "supernet/nb201.py",
+            "search/novelty.py", "search/space.py", "spaces/__init__.py", "supernet/__init__.py", "supernet/ops.py", "supernet/nb201.py",
             "supernet/warmup.py", "training.py", "data.py", "checkpoint.py", "benchmarks.py", "spaces/nb201.py",
             "tracking.py", darts="supernet",
         ),

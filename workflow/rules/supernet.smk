@@ -14,7 +14,8 @@ rule warmup_supernet:
         notebook=notebook("03_supernet_warmup"),
         code=lambda wc: space_sources(
             wc.space, "supernet/__init__.py", "supernet/ops.py", "supernet/nb201.py", "supernet/warmup.py",
-            "training.py", "data.py", "checkpoint.py", "spaces/nb201.py", "tracking.py", darts="supernet",
+            "training.py", "data.py", "checkpoint.py", "spaces/__init__.py", "spaces/nb201.py", "tracking.py",
+            darts="supernet",
         ),
     output:
         warmup=warmup_path("{dataset}", "{space}", "{seed}"),
