@@ -278,3 +278,31 @@ def test_a_vgae_of_the_other_space_is_refused_by_name(darts_files, tmp_path):
     files = {**darts_files, "darts": darts_files["nb201"]}
     with pytest.raises(ValueError, match="trained on the 'nb201' space.*'darts'"):
         search(files, "e2nas", tmp_path)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host syncs are only observable on a CUDA device")
+@pytest.mark.parametrize("name,want", [("e2nas", 1), ("gdas", 1), ("darts", 0), ("rsps", 0)])
+def test_a_darts_space_step_syncs_with_the_host_at_most_once(name, want):
+    """E2NAS and GDAS copy the step's path to the host; nothing else in a step waits on the GPU."""
+    import warnings
+
+    device = torch.device("cuda")
+    x, y = (t.to(device) for t in images(16, seed=1))
+    h = Harness(tiny_net().to(device), tiny_cfg(), device, 0, x, y, space="darts")
+    if name == "e2nas":
+        method = E2NAS(h, LinearDecoder().to(device), torch.zeros(LATENT, device=device))
+    else:
+        method = {"gdas": GDAS, "darts": DARTS, "rsps": RSPS}[name](h)
+    method.start_epoch(0, 2)
+    for _ in range(6):  # past the archive's filling (size 4), with a probe step too
+        method.step(x[:8], y[:8], x[8:], y[8:], probe=method.has_paths)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            method.step(x[:8], y[:8], x[8:], y[8:], probe=method.has_paths)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) == want, [str(w.message)[:120] for w in syncs]

@@ -118,6 +118,13 @@ class DartsSearch(SearchSpace):
         # pair_ok[n, i, j]: inputs i ≠ j, both among node n's options.
         in_range = torch.arange(m).unsqueeze(0) < self.num_inputs.unsqueeze(1)
         self.pair_ok = pair & in_range.unsqueeze(2) & in_range.unsqueeze(1)
+        self._on_device: dict[torch.device, tuple[Tensor, Tensor, Tensor]] = {}
+
+    def _constants(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """(allowed, layout, pair_ok) on `device`, copied once: a copy per step would wait on the queue."""
+        if device not in self._on_device:
+            self._on_device[device] = tuple(t.to(device) for t in (self.allowed, self.layout, self.pair_ok))
+        return self._on_device[device]
 
     def format(self, cell: Cell) -> str:
         return darts.format_arch(cell)
@@ -127,12 +134,12 @@ class DartsSearch(SearchSpace):
         return [tuple(c) for c in darts.sample_archs(n, generator, with_none=not valid).tolist()]
 
     def path_probs(self, logits: Tensor, tau: float) -> Tensor:
-        allowed = self.allowed.to(logits.device)
+        allowed, _, _ = self._constants(logits.device)
         return torch.softmax((logits / tau).masked_fill(~allowed, float("-inf")), dim=-1)
 
     def decode(self, probs: Tensor) -> tuple[Tensor, Tensor]:
         dev = probs.device
-        layout, pair_ok = self.layout.to(dev), self.pair_ok.to(dev)
+        _, layout, pair_ok = self._constants(dev)
         m = pair_ok.shape[-1]
         p_in0 = probs[layout[:, 0], :m]  # (8, m): slot 0's input probabilities per node
         p_in1 = probs[layout[:, 2], :m]
