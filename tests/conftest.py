@@ -139,3 +139,23 @@ def edited_config(pipe, section: str, **changes):
         yield
     finally:
         path.write_text(text)
+
+
+def host_syncs_of_a_step(method, x, y, warm_steps: int = 6) -> list[str]:
+    """The host synchronisations (CUDA sync debug warnings) of one search step of `method` on (x, y),
+    after `warm_steps` steps (past the novelty archive's filling, with a probe step)."""
+    import warnings
+
+    half = len(y) // 2
+    method.start_epoch(0, 2)
+    for _ in range(warm_steps):
+        method.step(x[:half], y[:half], x[half:], y[half:], probe=method.has_paths)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            method.step(x[:half], y[:half], x[half:], y[half:], probe=method.has_paths)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return [str(w.message)[:120] for w in caught if "synchroniz" in str(w.message)]

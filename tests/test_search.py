@@ -481,7 +481,7 @@ def test_e2nas_needs_the_vgae_and_the_right_dataset(stage_files, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="host syncs are only observable on a CUDA device")
 def test_a_step_syncs_with_the_host_at_most_once():
     """E2NAS and GDAS copy the step's 6 op indices to the host; nothing else in a step waits on the GPU."""
-    import warnings
+    from conftest import host_syncs_of_a_step
 
     device = torch.device("cuda")
     from e2nas.supernet.nb201 import SuperNet
@@ -495,16 +495,5 @@ def test_a_step_syncs_with_the_host_at_most_once():
             method = E2NAS(harness, LinearDecoder().to(device), torch.zeros(LATENT, device=device))
         else:
             method = {"gdas": GDAS, "darts": DARTS, "rsps": RSPS}[name](harness)
-        method.start_epoch(0, 2)
-        for _ in range(6):  # past the archive's filling (size 4), with a probe step too
-            method.step(x[:8], y[:8], x[8:], y[8:], probe=method.has_paths)
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                method.step(x[:8], y[:8], x[8:], y[8:], probe=method.has_paths)
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-        syncs = [w for w in caught if "synchroniz" in str(w.message)]
-        assert len(syncs) == want, (name, [str(w.message)[:120] for w in syncs])
+        syncs = host_syncs_of_a_step(method, x, y)
+        assert len(syncs) == want, (name, syncs)

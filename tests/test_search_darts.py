@@ -284,7 +284,7 @@ def test_a_vgae_of_the_other_space_is_refused_by_name(darts_files, tmp_path):
 @pytest.mark.parametrize("name,want", [("e2nas", 1), ("gdas", 1), ("darts", 0), ("rsps", 0)])
 def test_a_darts_space_step_syncs_with_the_host_at_most_once(name, want):
     """E2NAS and GDAS copy the step's path to the host; nothing else in a step waits on the GPU."""
-    import warnings
+    from conftest import host_syncs_of_a_step
 
     device = torch.device("cuda")
     x, y = (t.to(device) for t in images(16, seed=1))
@@ -293,16 +293,5 @@ def test_a_darts_space_step_syncs_with_the_host_at_most_once(name, want):
         method = E2NAS(h, LinearDecoder().to(device), torch.zeros(LATENT, device=device))
     else:
         method = {"gdas": GDAS, "darts": DARTS, "rsps": RSPS}[name](h)
-    method.start_epoch(0, 2)
-    for _ in range(6):  # past the archive's filling (size 4), with a probe step too
-        method.step(x[:8], y[:8], x[8:], y[8:], probe=method.has_paths)
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            method.step(x[:8], y[:8], x[8:], y[8:], probe=method.has_paths)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    syncs = [w for w in caught if "synchroniz" in str(w.message)]
-    assert len(syncs) == want, [str(w.message)[:120] for w in syncs]
+    syncs = host_syncs_of_a_step(method, x, y)
+    assert len(syncs) == want, syncs
