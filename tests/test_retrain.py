@@ -120,3 +120,42 @@ def test_bad_inputs(data, split, tmp_path):
         RetrainConfig(train_subset=0)
     with pytest.raises(TypeError):
         RetrainConfig(**{"epochs": 1, "learning_rate": 0.1})
+
+
+def test_step_schedule_warms_up_then_anneals_to_lr_min():
+    from e2nas.training import step_schedule
+
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    sched = step_schedule(opt, epochs=2, steps_per_epoch=10, lr_min=0.001, warmup_epochs=0.5)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:5] == pytest.approx([0.1 * k / 6 for k in range(1, 6)])  # linear warm-up over 5 steps
+    assert lrs[5] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.001)  # cosine down to lr_min at the last step
+    assert all(a >= b for a, b in zip(lrs[5:], lrs[6:]))
+
+
+def test_per_step_schedule_resumes_exactly(data, split, tmp_path):
+    """The per-step schedule is checkpointed with the epoch: a killed run resumes to the same model."""
+    cfg = small_cfg(lr_schedule="step", warmup_epochs=0.5)
+    _, full, _ = retrain(data, split, tmp_path, cfg, name="full")
+    assert full["history"]["lr"][0] < cfg.lr  # the first epoch starts in the warm-up
+
+    def die_after_epoch_0(record):
+        if record["epoch"] == 0:
+            raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        retrain(data, split, tmp_path, cfg, name="killed", on_epoch=die_after_epoch_0)
+    _, resumed, _ = retrain(data, split, tmp_path, cfg, name="killed")
+    assert resumed["history"]["lr"] == pytest.approx(full["history"]["lr"])
+    assert resumed["test_accuracy"] == full["test_accuracy"]
+
+
+def test_warmup_epochs_need_the_step_schedule():
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        RetrainConfig(warmup_epochs=1.0)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        RetrainConfig(lr_schedule="linear")

@@ -26,7 +26,16 @@ from e2nas.spaces.nb201 import format_arch, parse_arch
 from e2nas.supernet import darts_eval
 from e2nas.supernet.darts_eval import DartsNetConfig, NetworkCIFAR, count_params_darts
 from e2nas.supernet.nb201 import FixedNet, count_flops, count_params
-from e2nas.training import evaluate, fit_epochs, make_sgd, seeded_init, split_digest, stage_generators, write_json
+from e2nas.training import (
+    evaluate,
+    fit_epochs,
+    make_sgd,
+    seeded_init,
+    split_digest,
+    stage_generators,
+    step_schedule,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +62,11 @@ class RetrainConfig:
     train_subset: int | None = None  # train on the first n images of the split's two halves; null = all
     test_subset: int | None = None  # score a seeded subset of n test images; null = the whole test set
     eval_batch_size: int = 256  # batch of the test evaluation (no effect on the result)
+    # "epoch": cosine stepped once per epoch (as NB201 and DARTS train); "step": cosine stepped
+    # every batch down to lr_min, after a linear warm-up of warmup_epochs (short trainings).
+    lr_schedule: str = "epoch"
+    warmup_epochs: float = 0.0  # linear learning-rate warm-up, with lr_schedule "step" only
+    augment: bool = True  # random crop + horizontal flip of the training batches
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "channels", "cells_per_stage", "layers", "eval_batch_size"):
@@ -66,6 +80,10 @@ class RetrainConfig:
             raise ValueError(f"retrain.drop_path_prob must be in [0, 1) (0 = off), got {self.drop_path_prob}")
         if self.cutout < 0:
             raise ValueError(f"retrain.cutout must be >= 0 pixels (0 = off), got {self.cutout}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"retrain.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if self.warmup_epochs < 0 or (self.warmup_epochs > 0 and self.lr_schedule != "step"):
+            raise ValueError(f"retrain.warmup_epochs must be >= 0 and needs lr_schedule 'step', got {self.warmup_epochs}")
         for name in ("train_subset", "test_subset"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"retrain: {name} must be >= 1 or null, got {getattr(self, name)}")
@@ -81,6 +99,7 @@ class RetrainConfig:
         )
 
 
+LR_SCHEDULES = ("epoch", "step")
 SPACES = ("nb201", "darts")
 GENERATORS = ("init", "data")
 DARTS_GENERATORS = ("init", "data", "drop_path")
@@ -176,7 +195,10 @@ def run_retrain(
 
     opt, sched = make_sgd(net.parameters(), cfg.epochs, cfg.lr, cfg.lr_min, cfg.momentum, cfg.nesterov, cfg.weight_decay)
     x, y = _train_images(data, split, cfg.train_subset)
-    batches = BatchIterator(x, y, cfg.batch_size, device, gens["data"], data.augment, data.pad, cutout=cfg.cutout)
+    batches = BatchIterator(x, y, cfg.batch_size, device, gens["data"], data.augment and cfg.augment, data.pad, cutout=cfg.cutout)
+    per_step = cfg.lr_schedule == "step"
+    if per_step:
+        sched = step_schedule(opt, cfg.epochs, len(batches), cfg.lr_min, cfg.warmup_epochs)
 
     identity = {"stage": "retrain", "space": space, "arch": text, "dataset": data.name, "seed": seed,
                 "split": split_digest(split), "retrain": asdict(cfg)}
@@ -186,6 +208,7 @@ def run_retrain(
     history, elapsed = fit_epochs(
         net, batches, opt, sched, gens, ckpt, cfg.epochs, cfg.grad_clip,
         progress=progress, name="retrain", on_epoch=on_epoch, loss_fn=loss_fn, before_epoch=before_epoch,
+        per_step=per_step,
     )
 
     test_x, test_y = _test_images(data, cfg.test_subset)

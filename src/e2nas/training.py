@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -33,6 +34,29 @@ def make_sgd(
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=lr_min)
 
 
+def step_schedule(
+    optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int, lr_min: float, warmup_epochs: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A schedule stepped after every optimiser step: linear warm-up from ~0 over `warmup_epochs`,
+    then cosine from the optimiser's lr to lr_min at the last step.
+
+    With few epochs, a per-epoch cosine never gets near lr_min (3 epochs end at lr/4), and
+    the last steps' large updates are what makes two seeds of one cell disagree.
+    """
+    total = max(epochs * steps_per_epoch, 1)
+    warm = min(round(warmup_epochs * steps_per_epoch), total - 1)
+    base = optimizer.param_groups[0]["lr"]
+    floor = lr_min / base if base > 0 else 0.0
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        t = (step - warm) / max(total - warm - 1, 1)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def train_epoch(
     model: nn.Module,
     batches,
@@ -42,6 +66,7 @@ def train_epoch(
     progress: bool = True,
     desc: str = "",
     loss_fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+    step_scheduler=None,
 ) -> dict[str, float]:
     """One pass over `batches`; returns {"loss": mean loss, "accuracy": % correct} on the training batches.
 
@@ -49,7 +74,8 @@ def train_epoch(
     loss_fn(x, y) -> (loss, logits), when given, replaces forward + cross-entropy (DARTS's
     auxiliary head adds a term to the loss; the accuracy is the returned logits').
     Parameters without a gradient in a step (ops off the path) are left alone by SGD, as
-    zero_grad(set_to_none=True) keeps their grad None.
+    zero_grad(set_to_none=True) keeps their grad None. `step_scheduler`, when given, is stepped
+    after every optimiser step (`step_schedule`).
     """
     forward = forward or model
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -67,6 +93,8 @@ def train_epoch(
         if grad_clip:
             nn.utils.clip_grad_norm_(params, grad_clip)  # the norm stays a tensor: no sync
         optimizer.step()
+        if step_scheduler is not None:
+            step_scheduler.step()
         batch_loss = loss.detach() * len(y)
         batch_correct = (logits.detach().argmax(dim=1) == y).sum()
         loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
@@ -158,6 +186,7 @@ def fit_epochs(
     on_epoch: Callable[[dict], None] | None = None,
     loss_fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
     before_epoch: Callable[[int], dict | None] | None = None,
+    per_step: bool = False,
 ) -> tuple[dict[str, list], float]:
     """`epochs` of `train_epoch`, checkpointed after each one and resumed from `checkpoint`.
 
@@ -165,6 +194,7 @@ def fit_epochs(
     the previous epoch's checkpoint. loss_fn goes to train_epoch. before_epoch(epoch) runs
     before each epoch (also the first one after a resume), so per-epoch settings must derive
     from the epoch alone; the dict it may return is recorded as extra history columns.
+    per_step: `scheduler` is stepped after every optimiser step (`step_schedule`), not per epoch.
     """
     history, elapsed, start = new_history(), 0.0, 0
     state = checkpoint.load()
@@ -182,9 +212,10 @@ def fit_epochs(
         extra = (before_epoch(epoch) if before_epoch is not None else None) or {}
         stats = train_epoch(
             net, batches, optimizer, grad_clip, forward=forward, progress=progress,
-            desc=f"{name} epoch {epoch + 1}/{epochs}", loss_fn=loss_fn,
+            desc=f"{name} epoch {epoch + 1}/{epochs}", loss_fn=loss_fn, step_scheduler=scheduler if per_step else None,
         )
-        scheduler.step()
+        if not per_step:
+            scheduler.step()
         check_finite(stats["loss"], epoch, checkpoint.path if checkpoint.path.exists() else None)
         seconds = time.perf_counter() - t0
         elapsed += seconds
