@@ -86,9 +86,35 @@ def main() -> None:
         lines.append(
             f"| {method} | {int(r.seeds)} | {mean_std(r.retrain_mean, r.retrain_std)} | {mean_std(r.nb201_c10_mean, r.nb201_c10_std)} |"
         )
+    lines += latent_diagnostics(results)
     text = "\n".join(lines) + "\n"
     print(text)
     append_result(text)
+
+
+def latent_diagnostics(results: Path) -> list[str]:
+    """Each E2NAS search's last-epoch diagnostics beside its found cell (docs/method.md)."""
+    rows = []
+    for path in sorted(results.glob("search/*/*/e2nas*/seed*/result.json")):
+        res = json.loads(path.read_text())
+        last = res["trajectory"][-1]
+        rows.append(
+            f"| {res['method']} | {res['seed']} | {last['sampled_decoded_fraction']:.2f} | {last['decoder_confidence']:.3f} | "
+            f"{last['sigma']:.3f} / {res['sigma_max']:.3f} | {last['mu_nearest_distance']:.2f} / {res['encoding_nn_median']:.2f} | "
+            f"{last['distinct_cells']} | `{res['arch']}` |"
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        "E2NAS in its last search epoch (σ against σ_max; distance from μ to the nearest encoded cell against the "
+        "median nearest-neighbour distance of the encodings):",
+        "",
+        "| method | seed | sampled_decoded_fraction | decoder_confidence | sigma / sigma_max | mu_nearest_distance / "
+        "encoding_nn_median | distinct cells | found cell |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        *rows,
+    ]
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Every method steps over the same fixed, seeded list of uniformly sampled cells (
 cell is forced, so the path sizes match), interleaved round-robin over several rounds so that
 drift of a shared machine hits all methods alike; the median step time is reported, with the
 ratios to GDAS and DARTS and the share of an E2NAS step spent in its latent part (decoder
-forward + backward, novelty, archive), which is timed separately in the same rounds.
+forward + backward, novelty, manifold term, normalised combination, archive), timed separately in
+the same rounds.
 
 Bars (issue 8): e2nas ≤ 2.2× gdas, e2nas ≤ 0.6× darts, latent part ≤ 10% of an e2nas step.
 
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from e2nas.search.baselines import DARTS, GDAS, RSPS
-from e2nas.search.common import Harness, SearchConfig, random_cells, straight_through
+from e2nas.search.common import Harness, SearchConfig, random_cells
 from e2nas.search.e2nas import E2NAS
 from e2nas.spaces import nb201
 
@@ -70,17 +71,20 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def latent_part(method: E2NAS) -> None:
-    """E2NAS's latent part of a step alone: sample, decode, novelty, archive, backward to μ and log σ.
+class LatentPart(E2NAS):
+    """E2NAS's latent part of a step alone: its `step` without the supernet.
 
-    The real step backpropagates the validation loss through h into the decoder; here a
-    surrogate loss on the straight-through weights takes the same route through the decoder.
+    Sample, decode (with μ's reference decode), novelty, manifold term, the normalised
+    combination, Adam, σ's clamp and the archive all run as in a real step; the supernet's
+    validation loss is replaced by a surrogate on the straight-through weights that takes the
+    same route back through the decoder, and the weight half is skipped.
     """
-    z, probs = method.sample()
-    h = straight_through(probs, probs.argmax(dim=-1))
-    loss = (h * torch.linspace(0, 1, h.shape[-1], device=h.device)).sum() - method.archive.novelty(z)
-    loss.backward(inputs=[method.mu, method.log_sigma])
-    method.archive.append(z)
+
+    def validation_loss(self, x, y, cell, weights):
+        return (weights * torch.linspace(0, 1, weights.shape[-1], device=weights.device)).sum()
+
+    def weight_step(self, x, y, prev, cur, probe):
+        pass
 
 
 def main(argv=None) -> dict:
@@ -99,18 +103,19 @@ def main(argv=None) -> dict:
     cfg = SearchConfig(epochs=1, batch_size=args.batch, archive_size=50)
 
     decoder, dim, decoder_name = build_decoder(device)
+    # The manifold term's KDE runs over every NB201 cell's encoding: 15,625 points, as in a search.
+    encodings = torch.randn(nb201.NUM_ARCHS, dim, generator=torch.Generator().manual_seed(args.seed)).to(device)
+    mu0 = torch.randn(dim, generator=torch.Generator().manual_seed(args.seed))
     methods = {}
     for name in METHOD_ORDER:
         harness = Harness(net, cfg, device, args.seed, xa, ya)  # one supernet, one optimiser per method
         if name == "e2nas":
-            mu0 = torch.randn(dim, generator=torch.Generator().manual_seed(args.seed))
-            methods[name] = E2NAS(harness, decoder, mu0)
+            methods[name] = E2NAS(harness, decoder, mu0, encodings=encodings, sigma_max=0.3)
         else:
             methods[name] = {"gdas": GDAS, "darts": DARTS, "rsps": RSPS}[name](harness)
         methods[name].start_epoch(0, 2)
-    latent = methods["e2nas"]
-    for _ in range(cfg.archive_size):  # a full archive, as in every step after the first K
-        latent.archive.append(latent.mu.detach() + torch.randn(dim, device=device))
+    latent = LatentPart(Harness(net, cfg, device, args.seed, xa, ya), decoder, mu0, encodings=encodings, sigma_max=0.3)
+    latent.start_epoch(0, 2)
 
     total = args.warmup + args.rounds * args.steps
     cells = random_cells(total, torch.Generator().manual_seed(args.seed + 1))
@@ -133,7 +138,7 @@ def main(argv=None) -> dict:
                 times[name].append(timed(lambda: method.step(xw, yw, xa, ya, cell=cell)))
             if name == "e2nas":  # its latent part alone, right after its full steps
                 for s in range(args.steps):
-                    times["latent"].append(timed(lambda: latent_part(latent)))
+                    times["latent"].append(timed(lambda: latent.step(xw, yw, xa, ya, cell=cell)))
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {1e3 * t[-1]:.0f} ms" for n, t in times.items()), flush=True)
 
     med = {name: 1e3 * statistics.median(t) for name, t in times.items()}
@@ -180,7 +185,7 @@ def report(s: dict, device: torch.device) -> str:
     for m in METHOD_ORDER:
         lines.append(f"| {m} | {s['ms'][m]:.1f} | {s['ms'][m] / s['ms']['gdas']:.2f} |")
     lines += [
-        f"| e2nas latent part (decoder + novelty + archive) | {s['ms']['latent']:.2f} | |",
+        f"| e2nas latent part (decoder + novelty + manifold + archive) | {s['ms']['latent']:.2f} | |",
         "",
         "Paired per round (median over rounds):",
         f"- e2nas / gdas = {s['e2nas_over_gdas']:.2f} (bar ≤ 2.2: {ok(s['e2nas_over_gdas'] <= 2.2)})",

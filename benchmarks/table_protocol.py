@@ -86,6 +86,12 @@ def summarize(name: str, rows: list[dict]) -> dict:
     valid = np.array([nb201.is_valid(nb201.parse_arch(a)) for a in archs], dtype=bool)
     mean = (s0 + s1) / 2
     top = mean >= np.median(mean) if len(mean) else np.zeros(0, bool)
+    # Reliability from the variances (steadier than τ on a few cells): the seeds' noise is half
+    # the variance of their difference, the cells' own spread what the mean's variance has beyond
+    # its share of noise; for Gaussian values τ = (2/π) arcsin(r), r the correlation of two seeds.
+    noise = np.var(s0 - s1, ddof=1) / 2 if len(pairs) > 1 else float("nan")
+    between = max(np.var(mean, ddof=1) - noise / 2, 0.0) if len(pairs) > 1 else float("nan")
+    r = between / (between + noise) if between + noise > 0 else float("nan")
     return {
         "protocol": name,
         "cells": len(pairs),
@@ -93,6 +99,8 @@ def summarize(name: str, rows: list[dict]) -> dict:
         "tau_valid": kendall(s0[valid], s1[valid]),
         "tau_top_half": kendall(s0[top], s1[top]),
         "diff_sd": float(np.std(s0 - s1, ddof=1)) if len(pairs) > 1 else float("nan"),
+        "cell_sd": float(np.sqrt(between)),
+        "tau_predicted": float(2 / np.pi * np.arcsin(r)),
         "valid_range": (float(mean[valid].min()), float(mean[valid].max())) if valid.any() else None,
         "seconds_per_training": float(np.mean([r["seconds"] for r in rows])),
     }
@@ -126,15 +134,16 @@ def main() -> None:
                 done[(name, arch, seed)] = row
                 print(f"{name} cell {i + 1}/{len(cells)} seed {seed}: {acc:.2f}% in {seconds:.1f} s", flush=True)
     lines = [
-        "| protocol | settings | cells | τ all | τ valid | τ top half | sd of seed difference | valid cells span | s / training |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+        "| protocol | settings | cells | τ all | τ valid | τ top half | τ from variances | sd of seed difference | sd of cells | valid cells span | s / training |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for name, settings in protocols:
         s = summarize(name, [r for (p, a, _), r in done.items() if p == name and a in cells])
         span = f"{s['valid_range'][0]:.1f}–{s['valid_range'][1]:.1f}" if s["valid_range"] else "–"
         lines.append(
             f"| {name} | {', '.join(f'{k}={v}' for k, v in settings.items())} | {s['cells']} | {s['tau_all']:.2f} | "
-            f"{s['tau_valid']:.2f} | {s['tau_top_half']:.2f} | {s['diff_sd']:.2f} | {span} | {s['seconds_per_training']:.1f} |"
+            f"{s['tau_valid']:.2f} | {s['tau_top_half']:.2f} | {s['tau_predicted']:.2f} | {s['diff_sd']:.2f} | {s['cell_sd']:.2f} | "
+            f"{span} | {s['seconds_per_training']:.1f} |"
         )
     table = "\n".join(lines)
     print(table)

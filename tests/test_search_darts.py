@@ -173,7 +173,8 @@ def test_e2nas_step_sends_the_validation_gradient_through_the_decoder_to_input_c
     method = E2NAS(h, decoder, torch.randn(LATENT, generator=torch.Generator().manual_seed(1)))
     method.start_epoch(0, 2)
     method.eta = 0.0  # validation loss only
-    z, probs = method.sample()
+    z, _ = method._draw_latent()
+    probs = method.path_probs(z[None], method.tau)[0]
     index, rows = h.space.decode(probs)
     cell = tuple(index.tolist())
     probs.retain_grad()
@@ -182,6 +183,8 @@ def test_e2nas_step_sends_the_validation_gradient_through_the_decoder_to_input_c
     grad = probs.grad
     assert grad[list(darts.INPUT_POSITIONS)].abs().sum() > 0 and grad[list(darts.OP_POSITIONS)].abs().sum() > 0
     assert method.mu.grad is not None and method.mu.grad.abs().sum() > 0
+    method.step(*images(8, seed=8), *images(8, seed=9))  # a whole step: the gradient that reaches μ is L_val's
+    assert method.last["grad_val"].abs().sum() > 0
 
 
 @pytest.mark.parametrize("cls", [GDAS, DARTS, RSPS])
@@ -233,19 +236,23 @@ def darts_files(tmp_path_factory):
     for space in ("darts", "nb201"):
         from e2nas.spaces import get_space
 
-        archs = get_space(space).sample_archs(4, torch.Generator().manual_seed(0))
+        archs = get_space(space).sample_archs(16, torch.Generator().manual_seed(0))
+        graphs = build_graph_set(space, archs)
+        graphs.save(root / f"{space}-graphs.pt")
         vcfg = VGAEConfig(latent_dim=LATENT, hidden_dim=8, num_layers=2, decoder_layers=1, readout="concat")
-        save_vgae(build_model(build_graph_set(space, archs), vcfg, torch.device("cpu")), vcfg, space, root / f"{space}.pt")
+        save_vgae(build_model(graphs, vcfg, torch.device("cpu")), vcfg, space, root / f"{space}.pt")
         files[space] = root / f"{space}.pt"
+        files[f"{space}-graphs"] = root / f"{space}-graphs.pt"
     return files
 
 
 def search(files, method, out, **kw):
     from e2nas.search import run_search
 
-    vgae = files["darts"] if method.startswith("e2nas") else None
-    return run_search(method, files["data"], files["warmup"], vgae, tiny_cfg(batch_size=16, **kw), 0,
-                      out / "result.json", out / "search.ckpt", progress=False)
+    e2nas = method.startswith("e2nas")
+    return run_search(method, files["data"], files["warmup"], files["darts"] if e2nas else None, tiny_cfg(batch_size=16, **kw),
+                      0, out / "result.json", out / "search.ckpt", progress=False,
+                      graphs_path=files["darts-graphs"] if e2nas else None)
 
 
 def test_warmup_file_records_the_darts_supernet(darts_files):
@@ -266,6 +273,11 @@ def test_every_method_searches_the_darts_space(darts_files, tmp_path, method):
     if method == "e2nas":
         assert darts.is_valid(darts.parse_arch(result["start_arch"]))
         assert 0.0 <= result["trajectory"][0]["complement_same_fraction"] <= 1.0
+        first = result["trajectory"][0]
+        assert 0 <= first["sampled_decoded_fraction"] <= 1 and first["mu_nearest_distance"] >= 0
+        assert 0 < first["decoder_confidence"] <= 1 and first["decoder_jacobian"] >= 0 and first["distinct_cells"] >= 1
+    elif method in ("gdas", "darts"):
+        assert 0 < result["trajectory"][0]["alpha_entropy"] <= torch.log(torch.tensor(8.0)).item() + 1e-6
 
 
 def test_e2nas_darts_search_is_deterministic(darts_files, tmp_path):
@@ -283,7 +295,7 @@ def test_a_vgae_of_the_other_space_is_refused_by_name(darts_files, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="host syncs are only observable on a CUDA device")
 @pytest.mark.parametrize("name,want", [("e2nas", 1), ("gdas", 1), ("darts", 0), ("rsps", 0)])
 def test_a_darts_space_step_syncs_with_the_host_at_most_once(name, want):
-    """E2NAS and GDAS copy the step's path to the host; nothing else in a step waits on the GPU."""
+    """E2NAS copies the step's path to the host, GDAS both halves' draws in one transfer; nothing else waits."""
     from conftest import host_syncs_of_a_step
 
     device = torch.device("cuda")

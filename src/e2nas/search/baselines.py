@@ -43,7 +43,9 @@ class _EdgeLogits(SearchMethod):
         return self.harness.space.derive(self.alpha), None
 
     def epoch_extras(self) -> dict:
-        return {"alpha": self.alpha.detach().cpu().tolist()}
+        logp = torch.log_softmax(self.alpha.detach(), dim=-1)
+        entropy = -(logp.exp() * logp).sum(-1).mean()  # mean over edges of the per-edge entropy (nats)
+        return {"alpha": self.alpha.detach().cpu().tolist(), "alpha_entropy": float(entropy)}
 
     def state_dict(self) -> dict:
         return {"alpha": self.alpha.detach().cpu(), "opt": self.opt.state_dict()}
@@ -55,11 +57,14 @@ class _EdgeLogits(SearchMethod):
 
 
 class GDAS(_EdgeLogits):
-    """GDAS (Dong & Yang, 2019): a hard Gumbel-softmax sample of α picks one path per step.
+    """GDAS (Dong & Yang, 2019): a hard Gumbel-softmax sample of α picks the path of each forward.
 
-    As in E2NAS, one sample per step serves both halves: the weight half trains its path, the
-    architecture half runs it with straight-through weights h so the validation loss reaches α.
-    In the DARTS space the sample is an op on every edge of both cell types (GDAS's own DARTS
+    As AutoDL-Projects' GDAS does, every forward draws its own sample: the weight half trains
+    the path of one draw, the architecture half runs the path of another with straight-through
+    weights h, so the validation loss reaches α; a draw with a non-finite Gumbel noise or
+    probability is drawn again. α does not change in the weight half, so both draws are made at
+    the step's start and their indices reach the host in one transfer (the step's one sync).
+    In the DARTS space a draw is an op on every edge of both cell types (GDAS's own DARTS
     search), and the result is the genotype DARTS derives from softmax α.
     τ anneals linearly per epoch from gdas_tau_max to gdas_tau_min, as GDAS's code does.
     """
@@ -68,28 +73,52 @@ class GDAS(_EdgeLogits):
 
     def __init__(self, harness: Harness):
         super().__init__(harness)
-        self.prev: Cell | None = None  # the previous step's cell, for the forgetting measure
+        self.prev: Cell | None = None  # the previous weight step's cell, for the forgetting measure
         self.tau = self.cfg.gdas_tau_max
+        self.redraws = 0  # draws discarded as non-finite (recorded per epoch)
 
     def start_epoch(self, epoch: int, epochs: int) -> dict:
         self.tau = linear_tau(epoch, epochs, self.cfg.gdas_tau_max, self.cfg.gdas_tau_min)
+        self.redraws = 0
         return {"eta": None, "tau": self.tau}
 
-    def gumbel_sample(self) -> Tensor:
-        """softmax((log_softmax(α) + g) / τ), g ~ Gumbel(0, 1) from the seeded noise stream.
+    def gumbel_sample(self) -> tuple[Tensor, Tensor]:
+        """(softmax((log_softmax(α) + g) / τ), finite) with g ~ Gumbel(0, 1) from the seeded noise stream.
 
-        The same as F.gumbel_softmax's soft sample (which takes no generator).
+        The same as F.gumbel_softmax's soft sample (which takes no generator); `finite` is a
+        device bool, False when g or the probabilities hold an inf or NaN.
         """
         gumbels = -torch.empty_like(self.alpha).exponential_(generator=self.harness.gens["noise"]).log()
-        return torch.softmax((F.log_softmax(self.alpha, dim=-1) + gumbels) / self.tau, dim=-1)
+        probs = torch.softmax((F.log_softmax(self.alpha, dim=-1) + gumbels) / self.tau, dim=-1)
+        return probs, torch.isfinite(gumbels).all() & torch.isfinite(probs).all()
+
+    # A Gumbel draw is non-finite with probability ~1e-7 per entry; draws that keep failing mean
+    # α itself is not finite, and the epoch's divergence check reports that (no endless loop).
+    MAX_REDRAWS = 10
+
+    def draw_pair(self) -> tuple[tuple[Tensor, Cell, Tensor], tuple[Tensor, Cell, Tensor]]:
+        """Two finite draws (probs, cell, device index): the weight half's and the architecture half's."""
+        for _ in range(self.MAX_REDRAWS + 1):
+            (p_w, ok_w), (p_a, ok_a) = self.gumbel_sample(), self.gumbel_sample()
+            i_w, i_a = p_w.argmax(dim=-1), p_a.argmax(dim=-1)
+            host = torch.cat([i_w.flatten(), i_a.flatten(), (ok_w & ok_a).long().reshape(1)]).tolist()
+            if host[-1]:
+                break
+            self.redraws += 1
+        n = i_w.numel()
+        return (p_w, tuple(host[:n]), i_w), (p_a, tuple(host[n : 2 * n]), i_a)
 
     def step(self, xw, yw, xa, ya, cell: Cell | None = None, probe: bool = False) -> None:
-        probs = self.gumbel_sample()
-        cell, index = hard_cell(probs, cell)
-        prev = self.prev if self.prev is not None else cell
-        self.harness.train_paths(xw, yw, [(cell, 1.0)], probe=prev if probe else None)
-        self.arch_update(self.harness.path_loss(xa, ya, cell, straight_through(probs, index)))
-        self.prev = cell
+        (_, cell_w, _), (probs_a, cell_a, index_a) = self.draw_pair()
+        if cell is not None:  # benchmarks fix the cell of both halves
+            cell_w, (cell_a, index_a) = tuple(cell), hard_cell(probs_a, cell)
+        prev = self.prev if self.prev is not None else cell_w
+        self.harness.train_paths(xw, yw, [(cell_w, 1.0)], probe=prev if probe else None)
+        self.arch_update(self.harness.path_loss(xa, ya, cell_a, straight_through(probs_a, index_a)))
+        self.prev = cell_w
+
+    def epoch_extras(self) -> dict:
+        return {**super().epoch_extras(), "gumbel_redraws": self.redraws}
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "prev": None if self.prev is None else list(self.prev)}
@@ -118,20 +147,20 @@ class DARTS(_EdgeLogits):
 
 
 class RSPS(SearchMethod):
-    """Random search with parameter sharing (Li & Talwalkar, 2019).
+    """Random search with parameter sharing (Li & Talwalkar, 2019), as AutoDL-Projects runs it.
 
     Weight steps train uniformly sampled paths (the choice stream, on the CPU: no device sync);
-    there are no architecture parameters. rsps_num_candidates cells, drawn uniformly once from
-    the seeded stream at the start, are ranked each epoch by supernet accuracy on the
-    rsps_eval_images arch-half images; the epoch's cell is the best under the current supernet,
-    and the last epoch's best is the result.
+    there are no architecture parameters. At each epoch's end rsps_num_candidates fresh cells
+    are drawn uniformly, each scored by the supernet on its own fresh draw of rsps_eval_images
+    arch-half images (AutoDL: 100 cells, one 512-image batch each); the epoch's cell is the
+    best of them, and the last epoch's best is the result.
     """
 
     name = "rsps"
 
     def __init__(self, harness: Harness):
         super().__init__(harness)
-        self.candidates = harness.space.sample(self.cfg.rsps_num_candidates, harness.gens["init"], valid=True)
+        self.candidates: list[Cell] = []
         self.prev: Cell | None = None
         self.scores: list[float] = []
 
@@ -143,12 +172,13 @@ class RSPS(SearchMethod):
         self.prev = cell
 
     def epoch_arch(self) -> tuple[Cell, float]:
-        self.scores = [self.harness.evaluate(c) for c in self.candidates]
+        self.candidates = self.harness.space.sample(self.cfg.rsps_num_candidates, self.harness.gens["eval"], valid=True)
+        self.scores = [self.harness.evaluate_fresh(c) for c in self.candidates]
         best = max(range(len(self.candidates)), key=lambda i: self.scores[i])  # first of ties
         return self.candidates[best], self.scores[best]
 
     def epoch_extras(self) -> dict:
-        return {"candidate_accuracies": list(self.scores)}
+        return {"candidates": [self.harness.space.format(c) for c in self.candidates], "candidate_accuracies": list(self.scores)}
 
     def result_extras(self) -> dict:
         return {"candidates": [self.harness.space.format(c) for c in self.candidates]}

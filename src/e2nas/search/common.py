@@ -57,14 +57,21 @@ class SearchConfig:
     arch_lr: float = 0.05
     arch_beta1: float = 0.5
     arch_beta2: float = 0.999
-    arch_weight_decay: float = 1e-3  # on μ and α (not on log σ, where it would pull σ towards 1)
+    arch_weight_decay: float = 1e-3  # on GDAS's and DARTS's α only (the paper's); never on μ or log σ
     # E2NAS.
-    tau_max: float = 10.0  # decoder softmax temperature, annealed geometrically per epoch ...
-    tau_min: float = 0.1  # ... to this
-    sigma_init: float = 0.1  # initial σ of q(z)
-    sigma_min: float = 0.01  # σ is kept in [sigma_min, 1]
-    kl_weight: float = 1e-4  # β_q: weight of KL(q ‖ N(0, I)), which keeps q where the decoder was trained
-    archive_size: int = 50  # K: latents in the novelty archive
+    # Decoder softmax temperature τ. It only shapes the straight-through gradient: below ~3 a
+    # decoder trained to exact reconstruction is saturated, and on a known optimum τ in 15-60
+    # steered 3 in 4 seeds to it against 1 in 2 at τ = 10 (docs/method.md); tau_min < tau_max
+    # anneals it geometrically per epoch.
+    tau_max: float = 30.0
+    tau_min: float = 30.0
+    sigma_init: float = 0.1  # initial σ of q(z) (clamped into [sigma_min, sigma_max])
+    sigma_min: float = 0.01  # σ is kept in [sigma_min, sigma_max] ...
+    sigma_max: float | None = None  # ... None: the median posterior σ of the VGAE over all encodings
+    sigma_lr_scale: float = 0.1  # log σ learns from L_val alone at arch_lr × this
+    manifold_weight: float = 0.3  # β_m: weight of the manifold term M(μ) = −log ρ_E(μ) / d
+    grad_rms_decay: float = 0.9  # each latent term's gradient on μ is divided by its running RMS (this decay)
+    archive_size: int = 50  # K: latents in the novelty archive (filled with K samples of q at the start)
     explore_r: float = 10.0  # r in η_t = 1 − sigmoid(r (2t/T − 1))
     complement_lambda: float = 0.5  # λ in L_w = (1 − λ) L(a_t) + λ/2 [L(a_{t−1}) + L(a_c)]
     # Baselines.
@@ -80,7 +87,11 @@ class SearchConfig:
             "batch_size": self.batch_size >= 1,
             "tau_min": 0 < self.tau_min <= self.tau_max,
             "gdas_tau_min": 0 < self.gdas_tau_min <= self.gdas_tau_max,
-            "sigma_min": 0 < self.sigma_min <= self.sigma_init <= 1,
+            "sigma_min": 0 < self.sigma_min <= self.sigma_init,
+            "sigma_max": self.sigma_max is None or self.sigma_max >= self.sigma_min,
+            "sigma_lr_scale": self.sigma_lr_scale >= 0,
+            "manifold_weight": self.manifold_weight >= 0,
+            "grad_rms_decay": 0 <= self.grad_rms_decay < 1,
             "archive_size": self.archive_size >= 2,
             "complement_lambda": 0 <= self.complement_lambda <= 1,
             "rsps_num_candidates": self.rsps_num_candidates >= 1,
@@ -147,11 +158,12 @@ class EpochStats:
 
 
 def seeded_generators(seed: int, device: torch.device) -> dict[str, torch.Generator]:
-    """Independent seeded streams: data order of each half, discrete choices (CPU), noise (device)."""
+    """Independent seeded streams: data order of each half, discrete choices, scoring batches (CPU), noise (device)."""
     base = torch.Generator().manual_seed(seed)
-    seeds = torch.randint(2**62, (5,), generator=base).tolist()
+    seeds = torch.randint(2**62, (6,), generator=base).tolist()
     gens = {name: torch.Generator().manual_seed(s) for name, s in zip(("init", "data_w", "data_a", "choice"), seeds)}
     gens["noise"] = torch.Generator(device=device).manual_seed(seeds[4])
+    gens["eval"] = torch.Generator().manual_seed(seeds[5])
     return gens
 
 
@@ -181,11 +193,23 @@ class Harness:
         if eval_x is not None:
             self.set_eval(eval_x, eval_y)
 
-    def set_eval(self, x: Tensor, y: Tensor) -> None:
-        """Images that score cells; the first eval_batch_size of them are the fixed forgetting batch."""
+    def set_eval(self, x: Tensor, y: Tensor, pool: tuple[Tensor, Tensor] | None = None) -> None:
+        """Images that score cells; the first eval_batch_size of them are the fixed forgetting batch.
+
+        pool: the images fresh scoring batches are drawn from (RSPS; default: x, y themselves).
+        """
         self.eval_x, self.eval_y = x.to(self.device), y.to(self.device)
         n = min(self.cfg.eval_batch_size, len(y))
         self.probe_x, self.probe_y = self.eval_x[:n], self.eval_y[:n]
+        self.pool_x, self.pool_y = (self.eval_x, self.eval_y) if pool is None else (t.to(self.device) for t in pool)
+
+    def evaluate_fresh(self, cell: Cell) -> float:
+        """Supernet accuracy (%) of `cell` on a fresh seeded draw of rsps_eval_images pool images (RSPS's scoring)."""
+        from e2nas.supernet.warmup import evaluate_path
+
+        n = min(self.cfg.rsps_eval_images, len(self.pool_y))
+        idx = torch.randperm(len(self.pool_y), generator=self.gens["eval"])[:n].to(self.device)
+        return float(evaluate_path(self.net, self.pool_x[idx], self.pool_y[idx], tuple(cell), batch_size=self.cfg.eval_batch_size))
 
     # -- losses
 
@@ -369,7 +393,14 @@ def _record(epoch, method, schedule, stats, cell, acc, table, seconds) -> dict:
         "loss_val": stats.get("loss_val"),
         "acc_val": acc,
         "novelty": stats.get("novelty"),
-        "sigma": stats.get("sigma"),
+        # E2NAS's latent diagnostics (its extras fill them); GDAS's and DARTS's alpha_entropy.
+        "sigma": None,
+        "mu_nearest_distance": None,
+        "decoder_confidence": None,
+        "decoder_jacobian": None,
+        "distinct_cells": None,
+        "sampled_decoded_fraction": stats.get("sampled_decoded"),
+        "alpha_entropy": None,
         "complement_same_fraction": stats.get("complement_same"),
         "forgetting": None if before is None else before - after,
         "forgetting_before": before,
@@ -402,14 +433,21 @@ def _write_json(path: str | os.PathLike, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-def _build_method(method: str, harness: Harness, vgae_path, device) -> SearchMethod:
+def _build_method(method: str, harness: Harness, vgae_path, graphs_path, device) -> SearchMethod:
     if method in E2NAS_METHODS:
-        if vgae_path is None:
-            raise ValueError(f"method {method!r} searches the VGAE's latent space: pass vgae_path (stage 2's model.pt)")
+        if vgae_path is None or graphs_path is None:
+            raise ValueError(
+                f"method {method!r} searches the VGAE's latent space: pass vgae_path (stage 2's model.pt) "
+                f"and graphs_path (stage 1's graphs, whose encodings make the manifold term)"
+            )
+        from e2nas.graphs import GraphSet
         from e2nas.search.e2nas import E2NAS
         from e2nas.vgae import load_vgae
 
-        return E2NAS.for_method(method, harness, load_vgae(vgae_path, device))
+        graphs = GraphSet.load(graphs_path)
+        if graphs.space != harness.space.name:
+            raise ValueError(f"graphs {graphs_path} are of the {graphs.space!r} space, but the supernet is {harness.space.name!r}")
+        return E2NAS.for_method(method, harness, load_vgae(vgae_path, device), graphs)
     from e2nas.search.baselines import BASELINES
 
     return BASELINES[method](harness)
@@ -433,6 +471,7 @@ def run_search(
     table=None,
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
+    graphs_path: str | os.PathLike | None = None,
 ) -> dict:
     """Search with `method` on the warmed-up supernet; write and return result.json's dict.
 
@@ -440,7 +479,8 @@ def run_search(
     the weights half (weight steps) and the arch half (architecture steps, scoring).
     table: any object with lookup(arch_string) -> {"cifar10", ...} | None, or None (NB201 only;
     ignored in the DARTS space).
-    The space (NB201 or DARTS) is the warm-up file's.
+    The space (NB201 or DARTS) is the warm-up file's. graphs_path: stage 1's graphs (E2NAS
+    methods: their encodings make the manifold term and σ_max's default).
     Checkpoints every epoch at checkpoint_path, resumes from it, deletes it on success.
     on_epoch(record) runs after each epoch's checkpoint (e.g. to log metrics).
     """
@@ -455,8 +495,9 @@ def run_search(
     space = meta.get("space", "nb201")
     table = table if space == "nb201" else None
     xw, yw, xa, ya = _split_images(data, meta["split"], device)
-    harness = Harness(net, cfg, device, seed, xa[: cfg.rsps_eval_images], ya[: cfg.rsps_eval_images], space=space)
-    searcher = _build_method(method, harness, vgae_path, device)
+    harness = Harness(net, cfg, device, seed, space=space)
+    harness.set_eval(xa[: cfg.rsps_eval_images], ya[: cfg.rsps_eval_images], pool=(xa, ya))
+    searcher = _build_method(method, harness, vgae_path, graphs_path, device)
     from e2nas.data import BatchIterator
 
     batches_w = BatchIterator(xw, yw, cfg.batch_size, device, harness.gens["data_w"], data.augment, data.pad)

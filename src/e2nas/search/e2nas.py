@@ -1,17 +1,25 @@
 """E2NAS: search a Gaussian in the VGAE's latent space, through the decoder, with exploration and complementation.
 
-One step (in this order; both halves use the step's single latent sample):
-  1. sample z = μ + σ ⊙ ε, decode logits(z), P = softmax(logits / τ), a_t = the most probable
-     path under P (NB201: argmax per edge; DARTS: see e2nas.search.space) — its indices are
-     copied to the host (the step's one sync: they pick the path to run);
+One step (in this order; both halves use the step's single latent sample ε):
+  1. z = μ + σ ⊙ ε, P = softmax(decoder logits(z) / τ), a_t = the most probable path under P
+     (NB201: argmax per edge; DARTS: see e2nas.search.space) — its indices are copied to the
+     host (the step's one sync: they pick the path to run);
   2. weight half, on a batch of the weights half of the split:
      L_w = (1 − λ) L(a_t) + λ/2 [L(a_{t−1}) + L(a_c)], every term with gradient;
   3. architecture half, on a batch of the arch half, with the weights just updated:
-     L_arch = (1 − η_t) L_val(a_t; h) − η_t Novelty(z) + β_q KL(q ‖ N(0, I)), where the supernet runs
-     a_t's single path with straight-through weights h = onehot(a_t) − stopgrad(P) + P, so ∂L/∂z
-     flows through the (frozen) decoder into μ and log σ; Adam updates them; σ is projected
-     into [σ_min, 1]; then z joins the novelty archive (its novelty was computed without it).
+       L_val(a_t; h), the supernet running a_t's single path with straight-through weights
+         h = onehot(a_t) − stopgrad(P) + P, so ∂L_val/∂z flows through the (frozen) decoder;
+       Novelty(z̃) = −log ρ_A(z̃) / d at z̃ = μ + stopgrad(σ) ⊙ ε, against the archive A of
+         the last K samples (without this one): it moves μ, never σ;
+       M(μ) = −log ρ_E(μ) / d, the KDE over the encodings of the space's cells;
+     on μ the three gradients are combined as (1 − η_t)·ĝ_val − η_t·ĝ_novelty + β_m·ĝ_M, each
+     ĝ a gradient divided by its own running RMS (`GradientNormaliser`), so the weights, not
+     the six orders of magnitude between the raw terms, decide the direction; log σ takes
+     ∂L_val/∂log σ alone at a tenth of the lr. Adam steps; σ is clamped into [σ_min, σ_max];
+     then z joins the archive.
 
+No KL(q ‖ N(0, I)) and no weight decay on μ: measured, both pulled μ to the origin, far from
+every encoded cell, and σ to its clamp (docs/method.md, "Why the latent terms are what they are").
 Ablations run the same code: `e2nas-noexplore` fixes η ≡ 0, `e2nas-nocomplement` fixes λ = 0.
 """
 
@@ -31,7 +39,9 @@ from e2nas.search.common import (
     hard_cell,
     straight_through,
 )
-from e2nas.search.novelty import LatentArchive
+from e2nas.search.novelty import LatentArchive, ManifoldDensity, nearest_neighbour_median
+
+TERMS = ("val", "novelty", "manifold")
 
 
 def complement_terms(prev: Cell, cur: Cell, comp: Cell, lam: float) -> list[tuple[Cell, float]]:
@@ -41,12 +51,7 @@ def complement_terms(prev: Cell, cur: Cell, comp: Cell, lam: float) -> list[tupl
     return [(cur, 1.0 - lam), (prev, lam / 2), (comp, lam / 2)]
 
 
-def gaussian_kl(mu: Tensor, log_sigma: Tensor) -> Tensor:
-    """KL(N(μ, diag σ²) ‖ N(0, I)), summed over the latent dimensions."""
-    return 0.5 * (torch.exp(2 * log_sigma) + mu.pow(2) - 1.0 - 2 * log_sigma).sum()
-
-
-def encode_cell(vae, cell: Cell, device, space: str = "nb201") -> Tensor:
+def encode_cell(vae, cell: Cell, device, space: str) -> Tensor:
     """The VGAE mean μ(cell) (d,), where E2NAS's q(z) starts."""
     from e2nas.graphs import build_graph_set
 
@@ -55,8 +60,55 @@ def encode_cell(vae, cell: Cell, device, space: str = "nb201") -> Tensor:
         return vae.encode_archs(graphs).reshape(-1).to(device).float()
 
 
+class GradientNormaliser:
+    """Running RMS of each latent term's gradient on μ; combines the terms as Σ w_k g_k / rms_k.
+
+    rms_k is the square root of a bias-corrected exponential average (decay `decay`) of the
+    mean square of g_k over steps: one scalar per term, so each term keeps its direction and
+    the weights alone set how much of the step it takes. A term with weight 0 is neither
+    added nor tracked. State stays on the device.
+    """
+
+    def __init__(self, names: tuple[str, ...], decay: float, device):
+        self.decay = decay
+        self.mean_square = {n: torch.zeros((), device=device) for n in names}
+        self.steps = {n: 0 for n in names}
+
+    def combine(self, grads: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
+        total = None
+        for name, grad in grads.items():
+            w = weights[name]
+            if w == 0:
+                continue
+            self.steps[name] += 1
+            self.mean_square[name] = self.decay * self.mean_square[name] + (1 - self.decay) * grad.pow(2).mean()
+            rms = (self.mean_square[name] / (1 - self.decay ** self.steps[name])).sqrt().clamp_min(1e-30)
+            term = (w / rms) * grad
+            total = term if total is None else total + term
+        return total if total is not None else torch.zeros_like(next(iter(grads.values())))
+
+    def rms(self, name: str) -> Tensor:
+        """The bias-corrected RMS the term was last divided by (0 before its first step)."""
+        if self.steps[name] == 0:
+            return torch.zeros_like(self.mean_square[name])
+        return (self.mean_square[name] / (1 - self.decay ** self.steps[name])).sqrt()
+
+    def state_dict(self) -> dict:
+        return {"mean_square": {k: v.detach().cpu() for k, v in self.mean_square.items()}, "steps": dict(self.steps)}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state["mean_square"].items():
+            self.mean_square[k] = v.to(self.mean_square[k].device)
+        self.steps = {k: int(v) for k, v in state["steps"].items()}
+
+
 class E2NAS(SearchMethod):
-    """q(z) = N(μ, diag σ²) over the decoder's latent space; see the module doc for one step."""
+    """q(z) = N(μ, diag σ²) over the decoder's latent space; see the module doc for one step.
+
+    encodings: the VGAE means of the space's cells (NB201: all 15,625; DARTS: stage 1's
+    sample), for the manifold term and the diagnostics; None switches the manifold term off.
+    sigma_max: σ's upper bound (the config's, else the caller's median posterior σ; None: 1).
+    """
 
     def __init__(
         self,
@@ -67,6 +119,8 @@ class E2NAS(SearchMethod):
         complement_lambda: float | None = None,
         name: str = "e2nas",
         start_cell: Cell | None = None,
+        encodings: Tensor | None = None,
+        sigma_max: float | None = None,
     ):
         super().__init__(harness)
         cfg, device = self.cfg, harness.device
@@ -74,32 +128,49 @@ class E2NAS(SearchMethod):
         self.lam = cfg.complement_lambda if complement_lambda is None else complement_lambda
         self.decoder = decoder.eval().requires_grad_(False)  # frozen: the gradient passes through it only
         self.dim = mu0.numel()
-        self.mu = nn.Parameter(mu0.detach().reshape(self.dim).clone().to(device))
-        self.log_sigma = nn.Parameter(torch.full((self.dim,), math.log(cfg.sigma_init), device=device))
+        self.sigma_max = float(cfg.sigma_max if cfg.sigma_max is not None else (sigma_max if sigma_max is not None else 1.0))
+        self.log_sigma_bounds = (math.log(cfg.sigma_min), math.log(max(self.sigma_max, cfg.sigma_min)))
+        sigma0 = min(max(cfg.sigma_init, cfg.sigma_min), self.sigma_max)
+        self.mu = nn.Parameter(mu0.detach().reshape(self.dim).clone().float().to(device))
+        self.log_sigma = nn.Parameter(torch.full((self.dim,), math.log(sigma0), device=device))
+        # No weight decay on either: decay pulls μ to the origin, where this VGAE has no cells.
         self.opt = torch.optim.Adam(
             [
-                {"params": [self.mu], "weight_decay": cfg.arch_weight_decay},
-                # No weight decay on log σ: decaying it towards 0 would pull σ towards 1.
-                {"params": [self.log_sigma], "weight_decay": 0.0},
+                {"params": [self.mu], "lr": cfg.arch_lr},
+                {"params": [self.log_sigma], "lr": cfg.arch_lr * cfg.sigma_lr_scale},
             ],
-            lr=cfg.arch_lr,
             betas=(cfg.arch_beta1, cfg.arch_beta2),
         )
+        self.manifold = ManifoldDensity(encodings.to(device)) if encodings is not None else None
+        self.normaliser = GradientNormaliser(TERMS, cfg.grad_rms_decay, device)
         self.archive = LatentArchive(cfg.archive_size, self.dim, device)
+        # Exploration acts from the first step (where η ≈ 1): the archive starts with K samples of q₀.
+        with torch.no_grad():
+            self.archive.fill(torch.stack([self._draw_latent()[0] for _ in range(cfg.archive_size)]))
         self.prev: Cell | None = None  # a_{t−1}
         self.start_cell = start_cell
         self.tau, self.eta = cfg.tau_max, 0.0
+        self.epoch_cells: set[Cell] = set()
+        self.last: dict[str, Tensor] = {}  # the last step's sample, probabilities and raw term gradients (tests, benchmarks)
+        self.encoding_nn_median = nearest_neighbour_median(encodings) if encodings is not None else None
         self._check_decoder()
 
     @classmethod
-    def for_method(cls, method: str, harness: Harness, vae) -> "E2NAS":
-        """The method or ablation `method`, starting at the VGAE encoding of a seeded random (valid) cell."""
+    def for_method(cls, method: str, harness: Harness, vae, graphs=None) -> "E2NAS":
+        """The method or ablation `method`, starting at the VGAE encoding of a seeded random (valid) cell.
+
+        graphs: the stage-1 GraphSet whose encodings give the manifold term and σ_max's default.
+        """
         space = harness.space.name
         if getattr(vae, "space", None) not in (None, space):
             raise ValueError(f"the VGAE was trained on the {vae.space!r} space, but the supernet is {space!r}: "
                              f"use stage 2's model for space {space!r}")
         start = harness.space.sample(1, harness.gens["init"], valid=True)[0]
         mu0 = encode_cell(vae, start, harness.device, space)
+        encodings = sigma_median = None
+        if graphs is not None:
+            mean, sigma = vae.encode_posterior(graphs)
+            encodings, sigma_median = mean.to(harness.device), float(sigma.flatten().quantile(0.5))
         return cls(
             harness,
             vae,
@@ -108,6 +179,8 @@ class E2NAS(SearchMethod):
             complement_lambda=0.0 if method == "e2nas-nocomplement" else None,
             name=method,
             start_cell=start,
+            encodings=encodings,
+            sigma_max=sigma_median,
         )
 
     def _check_decoder(self) -> None:
@@ -123,27 +196,36 @@ class E2NAS(SearchMethod):
     def start_epoch(self, epoch: int, epochs: int) -> dict:
         self.tau = geometric_tau(epoch, epochs, self.cfg.tau_max, self.cfg.tau_min)
         self.eta = eta_at(epoch, epochs, self.cfg.explore_r) if self.explore else 0.0
+        self.epoch_cells = set()
         return {"eta": self.eta, "tau": self.tau}
 
     def sigma(self) -> Tensor:
-        return self.log_sigma.exp()  # kept in [σ_min, 1] by the projection after each update
+        return self.log_sigma.exp()  # kept in [σ_min, σ_max] by the clamp after each update
 
-    def sample(self) -> tuple[Tensor, Tensor]:
-        """z = μ + σ ⊙ ε and P(z) = softmax(decoder logits / τ) (positions × options), both with gradient."""
+    def _draw_latent(self) -> tuple[Tensor, Tensor]:
+        """(z = μ + σ ⊙ ε, ε), ε from the seeded noise stream; z with gradient to μ and log σ."""
         eps = torch.randn(self.dim, generator=self.harness.gens["noise"], device=self.harness.device)
-        z = self.mu + self.sigma() * eps
-        logits = self.decoder.decode_logits(z.unsqueeze(0))[0]
-        return z, self.harness.space.path_probs(logits, self.tau)
+        return self.mu + self.sigma() * eps, eps
+
+    def path_probs(self, z: Tensor, tau: float) -> Tensor:
+        """P(z) = softmax(decoder logits(z) / τ) for a batch of latents (B, d) → (B, positions, options)."""
+        return self.harness.space.path_probs(self.decoder.decode_logits(z), tau)
 
     # -- the step
 
     def step(self, xw, yw, xa, ya, cell: Cell | None = None, probe: bool = False) -> None:
-        z, probs = self.sample()
-        decoded, probs = self.harness.space.decode(probs)  # probs' rows follow the decoded path's slots
+        z, eps = self._draw_latent()
+        # The sample and μ in one decoder pass: μ's decode is a_t's reference (sampled_decoded_fraction).
+        probs, probs_mu = self.path_probs(torch.stack([z, self.mu.detach()]), self.tau).unbind(0)
+        space = self.harness.space
+        decoded, probs = space.decode(probs)  # probs' rows follow the decoded path's slots
+        mu_index, _ = space.decode(probs_mu)
         cell, index = hard_cell(probs, cell, decoded)
+        self.harness.stats.add("sampled_decoded", (index.reshape(-1) == mu_index.reshape(-1)).all().float())
+        self.epoch_cells.add(cell)
         prev = self.prev if self.prev is not None else cell
         self.weight_step(xw, yw, prev, cell, probe)
-        self.arch_step(xa, ya, z, probs, cell, index)
+        self.arch_step(xa, ya, z, eps, probs, cell, index)
         self.prev = cell
 
     def weight_step(self, x, y, prev: Cell, cur: Cell, probe: bool) -> None:
@@ -153,23 +235,33 @@ class E2NAS(SearchMethod):
             self.harness.stats.add_host("complement_same", comp == cur)
         self.harness.train_paths(x, y, complement_terms(prev, cur, comp, self.lam), probe=prev if probe else None)
 
-    def arch_step(self, x, y, z: Tensor, probs: Tensor, cell: Cell, index: Tensor) -> None:
-        loss_val = self.harness.path_loss(x, y, cell, straight_through(probs, index))
-        full = self.archive.full
-        novelty = self.archive.novelty(z)  # against the archive without z
-        if not self.explore:
-            novelty = novelty.detach()  # η ≡ 0: recorded, never a gradient
-        loss = (1 - self.eta) * loss_val - self.eta * novelty + self.cfg.kl_weight * gaussian_kl(self.mu, self.log_sigma)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward(inputs=[self.mu, self.log_sigma])  # weight gradients are neither needed nor computed
+    def validation_loss(self, x: Tensor, y: Tensor, cell: Cell, weights: Tensor) -> Tensor:
+        """L_val of the single path `cell` under straight-through weights (tests replace it by a known function)."""
+        return self.harness.path_loss(x, y, cell, weights)
+
+    def arch_step(self, x, y, z: Tensor, eps: Tensor, probs: Tensor, cell: Cell, index: Tensor) -> None:
+        loss_val = self.validation_loss(x, y, cell, straight_through(probs, index))
+        g_val, g_log_sigma = torch.autograd.grad(loss_val, [self.mu, self.log_sigma])
+        # z̃ = μ + stopgrad(σ) ⊙ ε: the same point as z, but its novelty cannot inflate σ.
+        z_explore = self.mu + self.sigma().detach() * eps
+        novelty = self.archive.novelty(z_explore)  # against the archive without z
+        grads = {"val": g_val}
+        weights = {"val": 1.0 - self.eta, "novelty": self.eta, "manifold": self.cfg.manifold_weight}
+        if self.explore:
+            (grads["novelty"],) = torch.autograd.grad(-novelty, self.mu)
+        if self.manifold is not None:
+            (grads["manifold"],) = torch.autograd.grad(self.manifold.penalty(self.mu), self.mu)
+        self.mu.grad = self.normaliser.combine(grads, weights)
+        self.log_sigma.grad = g_log_sigma
         self.opt.step()
         with torch.no_grad():
-            self.log_sigma.clamp_(math.log(self.cfg.sigma_min), 0.0)
+            self.log_sigma.clamp_(*self.log_sigma_bounds)
         self.archive.append(z)
+        self.last = {"z": z.detach(), "eps": eps, "probs": probs.detach(), "loss_val": loss_val.detach(),
+                     **{f"grad_{k}": g for k, g in grads.items()}, "grad_log_sigma": g_log_sigma}
         stats = self.harness.stats
         stats.add("loss_val", loss_val)
-        if full:
-            stats.add("novelty", novelty)
+        stats.add("novelty", novelty)
 
     # -- what the loop records
 
@@ -177,13 +269,35 @@ class E2NAS(SearchMethod):
         with torch.no_grad():
             return self.harness.space.decode_cell(self.decoder.decode_logits(self.mu.detach().reshape(1, -1))[0]), None
 
+    def diagnostics(self) -> dict[str, Tensor]:
+        """Where μ stands (device scalars): confidence and Jacobian of the decoder, distance to the cells."""
+        mu = self.mu.detach()
+        with torch.no_grad():
+            confidence = self.path_probs(mu.unsqueeze(0), 1.0).amax(dim=-1).mean()
+        jac = torch.autograd.functional.jacobian(lambda m: self.path_probs(m.unsqueeze(0), self.tau)[0], mu, vectorize=True)
+        live = (self.path_probs(mu.unsqueeze(0), self.tau)[0] > 0).detach()  # options a path may take
+        # ‖∂P/∂z‖ (Frobenius) over the options a path may take: how much gradient the decoder passes.
+        out = {"decoder_confidence": confidence, "decoder_jacobian": jac[live].norm()}
+        if self.manifold is not None:
+            out["mu_nearest_distance"] = self.manifold.nearest_distance(mu)
+        return out
+
     def epoch_extras(self) -> dict:
-        return {"mu": self.mu.detach().cpu().tolist(), "sigma": float(self.sigma().detach().mean())}
+        values = {"sigma": self.sigma().detach().mean(), **self.diagnostics()}
+        host = dict(zip(values, torch.stack(list(values.values())).tolist()))  # one transfer for all
+        return {
+            "mu": self.mu.detach().cpu().tolist(),
+            "mu_nearest_distance": None,
+            **host,
+            "distinct_cells": len(self.epoch_cells),
+        }
 
     def result_extras(self) -> dict:
         return {
             "start_arch": None if self.start_cell is None else self.harness.space.format(self.start_cell),
             "latent_dim": self.dim,
+            "sigma_max": self.sigma_max,
+            "encoding_nn_median": self.encoding_nn_median,
         }
 
     def state_dict(self) -> dict:
@@ -192,6 +306,7 @@ class E2NAS(SearchMethod):
             "log_sigma": self.log_sigma.detach().cpu(),
             "opt": self.opt.state_dict(),
             "archive": self.archive.state_dict(),
+            "normaliser": self.normaliser.state_dict(),
             "prev": None if self.prev is None else list(self.prev),
             "start_cell": None if self.start_cell is None else list(self.start_cell),
         }
@@ -202,5 +317,6 @@ class E2NAS(SearchMethod):
             self.log_sigma.copy_(state["log_sigma"])
         self.opt.load_state_dict(state["opt"])
         self.archive.load_state_dict(state["archive"])
+        self.normaliser.load_state_dict(state["normaliser"])
         self.prev = None if state["prev"] is None else tuple(state["prev"])
         self.start_cell = None if state["start_cell"] is None else tuple(state["start_cell"])

@@ -179,18 +179,27 @@ class GraphVAE(VGAE):
 
     def encode_archs(self, graphs, index: Tensor | None = None, batch_size: int = 4096) -> Tensor:
         """μ of the cells `graphs[index]` (all when None), (N, d) on the model's device, without grad."""
+        return self.encode_posterior(graphs, index, batch_size)[0]
+
+    def encode_posterior(self, graphs, index: Tensor | None = None, batch_size: int = 4096) -> tuple[Tensor, Tensor]:
+        """(μ, σ) of the posterior of the cells `graphs[index]` (all when None), each (N, d), without grad."""
         index = torch.arange(len(graphs)) if index is None else torch.as_tensor(index, dtype=torch.long).cpu()
         was_training = self.training
         self.eval()
         try:
             with torch.no_grad():
-                parts = []
+                means, logstds = [], []
                 for chunk in index.split(batch_size):
                     b = graphs.batch(chunk).to(self.device)
-                    parts.append(self.encode(b.x, b.edge_index, b.batch)[0])
+                    mean, logstd = self.encode(b.x, b.edge_index, b.batch)
+                    means.append(mean)
+                    logstds.append(logstd)
         finally:
             self.train(was_training)
-        return torch.cat(parts) if parts else torch.empty(0, self.cfg.latent_dim, device=self.device)
+        if not means:
+            empty = torch.empty(0, self.cfg.latent_dim, device=self.device)
+            return empty, empty.clone()
+        return torch.cat(means), torch.cat(logstds).exp()
 
 
 # -- model.pt
