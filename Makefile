@@ -7,7 +7,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 # The NB201 accuracy table: your own via E2NAS_NB201_TABLE, else the copy beside the checkout.
 export E2NAS_NB201_TABLE ?= $(wildcard $(CURDIR)/../shared/benchmarks/nb201_test_accuracy.csv)
 
-.PHONY: setup data run test test-fast mlflow-ui clean-venv
+.PHONY: setup data run test test-fast lint mlflow-ui clean-venv
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -32,6 +32,9 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests
 
 mlflow-ui: setup
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///results/mlflow.db

@@ -6,7 +6,7 @@ on the device (CIFAR-10's half size, as NB201 splits it), and times a fixed numb
 of the warm-up and of each search method (e2nas, gdas, darts, rsps), plus e2nas with three
 distinct complementation paths in every step (its worst case), and both again with the
 weight half's paths in one grouped pass instead of one after the other ("-grouped",
-e2nas.supernet.grouped; an opt-in of the harness, kept off where it does not pay). Each row: untimed steps first
+e2nas.spaces.nb201.grouped; an opt-in of the harness, kept off where it does not pay). Each row: untimed steps first
 (allocator, cuDNN autotuning), then the median of steps timed one by one between
 synchronisations, then the same number of steps back to back; extrapolated to seconds per
 epoch (391 steps at the defaults) and the peak GPU memory of the row. A second pass with
@@ -51,10 +51,12 @@ import torch.nn.functional as F
 
 from e2nas.graphs import build_graph_set
 from e2nas.search.baselines import DARTS, GDAS, RSPS
-from e2nas.search.common import Harness, SearchConfig, random_cells
+from e2nas.search import Harness, SearchConfig
 from e2nas.search.e2nas import E2NAS
 from e2nas.spaces import nb201
-from e2nas.supernet.warmup import SupernetConfig, WarmupConfig, build_supernet, sample_path
+
+NB201 = nb201.SPACE
+from e2nas.warmup import SupernetConfig, WarmupConfig, build_supernet, sample_path
 from e2nas.training import make_sgd, train_epoch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ siblings, also when imported
@@ -211,9 +213,9 @@ def three_path_cells(n: int, generator: torch.Generator) -> list[tuple[int, ...]
     distinct paths: E2NAS's weight half at its most expensive.
     """
     num_ops = len(nb201.OPS)
-    cells = random_cells(1, generator)
+    cells = NB201.sample(1, generator)
     while len(cells) < n:
-        prev, cell = cells[-1], list(random_cells(1, generator)[0])
+        prev, cell = cells[-1], list(NB201.sample(1, generator)[0])
         keep, change = torch.randperm(nb201.NUM_EDGES, generator=generator)[:2].tolist()
         cell[keep] = prev[keep]
         if tuple(cell) == prev:
@@ -305,7 +307,7 @@ def warmup_row(b: Bench):
     wcfg = WarmupConfig()
     opt, _ = make_sgd(b.net.parameters(), 1, wcfg.lr, wcfg.lr_min, wcfg.momentum, wcfg.nesterov, wcfg.weight_decay)
     gen = torch.Generator().manual_seed(b.seed)
-    forward = lambda xb: b.net(xb, sample_path(gen))
+    forward = lambda xb: b.net(xb, sample_path(gen, "nb201"))
     batches = (b.batch(b.stream_w) for _ in itertools.count())
 
     def step():
@@ -319,9 +321,9 @@ def warmup_row(b: Bench):
 
 def search_row(name: str, b: Bench, counts: list[int]):
     """One method's search step (weight half + architecture half) over forced cells."""
-    harness = Harness(b.net, b.cfg, b.device, b.seed)
+    harness = Harness(b.net, b.cfg, b.device, b.seed, space="nb201")
     gen = torch.Generator().manual_seed(b.seed + 1)  # the same cells for every method but e2nas-3paths
-    cells = three_path_cells(b.cells_needed, gen) if "3paths" in name else random_cells(b.cells_needed, gen)
+    cells = three_path_cells(b.cells_needed, gen) if "3paths" in name else NB201.sample(b.cells_needed, gen)
     harness.grouped_paths = name.endswith("-grouped")
     if name.startswith("e2nas"):
         # Every NB201 cell's encoding makes the manifold term, as in a search (the archive starts full).
@@ -457,7 +459,7 @@ def main(argv=None) -> dict:
     stream_w = batch_stream(xw, yw, args.batch, device, args.seed, halves["pad"], library)
     stream_a = batch_stream(xa, ya, args.batch, device, args.seed + 1, halves["pad"], library)
 
-    net = build_supernet(SupernetConfig(args.channels, args.cells), 10, 1, args.seed).to(device)
+    net = build_supernet(SupernetConfig(args.channels, args.cells), 10, 1, args.seed, "nb201").to(device)
     torch.manual_seed(args.seed)  # the decoder's random weights
     vae, _, decoder = build_decoder(device)
     bench = Bench(

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from e2nas.search.baselines import DARTS, GDAS, RSPS
-from e2nas.search.common import Harness, SearchConfig, random_cells
+from e2nas.search import Harness, SearchConfig
 from e2nas.search.e2nas import E2NAS
 from e2nas.spaces import nb201
 
@@ -92,7 +92,7 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    from e2nas.supernet.nb201 import SuperNet
+    from e2nas.spaces.nb201.supernet import SuperNet
 
     torch.manual_seed(args.seed)
     net = SuperNet(args.C, args.N, args.classes, args.channels).to(device)
@@ -108,17 +108,17 @@ def main(argv=None) -> dict:
     mu0 = torch.randn(dim, generator=torch.Generator().manual_seed(args.seed))
     methods = {}
     for name in METHOD_ORDER:
-        harness = Harness(net, cfg, device, args.seed, xa, ya)  # one supernet, one optimiser per method
+        harness = Harness(net, cfg, device, args.seed, xa, ya, space="nb201")  # one supernet, one optimiser per method
         if name == "e2nas":
             methods[name] = E2NAS(harness, decoder, mu0, encodings=encodings, sigma_max=0.3)
         else:
             methods[name] = {"gdas": GDAS, "darts": DARTS, "rsps": RSPS}[name](harness)
         methods[name].start_epoch(0, 2)
-    latent = LatentPart(Harness(net, cfg, device, args.seed, xa, ya), decoder, mu0, encodings=encodings, sigma_max=0.3)
+    latent = LatentPart(Harness(net, cfg, device, args.seed, xa, ya, space="nb201"), decoder, mu0, encodings=encodings, sigma_max=0.3)
     latent.start_epoch(0, 2)
 
     total = args.warmup + args.rounds * args.steps
-    cells = random_cells(total, torch.Generator().manual_seed(args.seed + 1))
+    cells = nb201.SPACE.sample(total, torch.Generator().manual_seed(args.seed + 1))
     times = {name: [] for name in (*METHOD_ORDER, "latent")}
 
     def timed(fn) -> float:

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from a checkout without installing
 
-from e2nas.supernet.nb201 import SuperNet  # noqa: E402
-from e2nas.supernet.warmup import sample_path  # noqa: E402
+from e2nas.spaces.nb201.supernet import SuperNet  # noqa: E402
+from e2nas.warmup import sample_path  # noqa: E402
 
 from results_file import append_result  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
 
@@ -67,7 +67,7 @@ def step_times(size: str, args, device: torch.device) -> list[float]:
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(net(x, sample_path(paths)), y)
+        loss = F.cross_entropy(net(x, sample_path(paths, "nb201")), y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         opt.step()

@@ -64,7 +64,7 @@ def fake_cifar10(root: Path, per_batch=3, n_test=4):
     folder.mkdir(parents=True)
     rng = np.random.default_rng(1)
     batches = []
-    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+    for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
         n = n_test if name == "test_batch" else per_batch
         x = rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8)
         y = [int(v) for v in rng.integers(0, 10, n)]

@@ -4,8 +4,8 @@ No conda channel is reachable here, so the check is structural.
 """
 
 import re
-import tomllib
 
+import tomllib
 import yaml
 
 from conftest import REPO

@@ -25,7 +25,7 @@ def test_untrained_gin_embeds_every_cell_differently():
     graphs = build_graph_set("nb201")
     batch = graphs.batch()
     h = batch.x
-    for i in range(2):
+    for _ in range(2):
         mlp = torch.nn.Sequential(torch.nn.Linear(h.shape[1], 32), torch.nn.ReLU(), torch.nn.Linear(32, 32))
         h = GINConv(mlp)(h, batch.edge_index)
     emb = global_add_pool(h, batch.batch)
@@ -60,7 +60,7 @@ def test_darts_stage_samples_num_archs_graphs_deterministic_in_the_seed(tmp_path
     cfg = GraphsConfig(num_archs=300, seed=5)
     info = write_stage("darts", tmp_path / "a.pt", tmp_path / "a.json", cfg)
     again = write_stage("darts", tmp_path / "b.pt", tmp_path / "b.json", GraphsConfig(num_archs=300, seed=5))
-    other = write_stage("darts", tmp_path / "c.pt", tmp_path / "c.json", GraphsConfig(num_archs=300, seed=6))
+    write_stage("darts", tmp_path / "c.pt", tmp_path / "c.json", GraphsConfig(num_archs=300, seed=6))
     a, b, c = (GraphSet.load(tmp_path / f"{n}.pt") for n in "abc")
     assert len(a) == info["num_archs"] == 300 and a.space == "darts"
     assert torch.equal(a.archs, b.archs) and torch.equal(a.x, b.x) and torch.equal(a.edge_index, b.edge_index)

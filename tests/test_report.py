@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import FancyArrowPatch  # noqa: E402
 
-from e2nas import report  # noqa: E402
+from e2nas import report, spaces  # noqa: E402
 from e2nas.spaces import darts, nb201  # noqa: E402
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -133,12 +133,12 @@ def test_all_plots_build(run, tmp_path):
     forgetting = report.plot_forgetting(traj)
     assert len(forgetting.axes[0].get_lines()) == 4  # three runs and the zero line
 
-    cell = report.draw_cell(BEST, title="e2nas seed 0")
+    cell = spaces.get("nb201").draw(BEST, title="e2nas seed 0")
     cax = cell.axes[0]
     assert sum(isinstance(p, FancyArrowPatch) for p in cax.patches) == 6
     labels = [t.get_text() for t in cax.texts]
     assert labels.count("conv3x3") == 5 and labels.count("skip") == 1 and set("0123") <= set(labels)
-    assert report.draw_cell(nb201.parse_arch(OTHER)).axes[0].texts  # op tuples too
+    assert spaces.get("nb201").draw(nb201.parse_arch(OTHER)).axes[0].texts  # op tuples too
 
     for i, fig in enumerate((bars, forgetting, cell)):
         assert isinstance(fig, Figure)
@@ -149,11 +149,11 @@ def test_all_plots_build(run, tmp_path):
 def test_plot_into_given_axes_and_empty_key():
     fig = Figure()
     axes = fig.subplots(1, 2)
-    assert report.draw_cell((0, 1, 2, 3, 4, 3), ax=axes[0]) is fig
+    assert spaces.get("nb201").draw((0, 1, 2, 3, 4, 3), ax=axes[0]) is fig
     report.plot_trajectories({("rsps", 0): [{"epoch": 0, "arch": BEST}]}, "nb201_cifar10", ax=axes[1])
     assert "no 'nb201_cifar10'" in axes[1].texts[0].get_text()
     with pytest.raises(ValueError):
-        report.draw_cell((0, 1, 2, 3, 4, 9))
+        spaces.get("nb201").draw((0, 1, 2, 3, 4, 9))
 
 
 def test_summary_csv_round_trip(run, tmp_path):

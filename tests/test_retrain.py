@@ -9,8 +9,9 @@ import torch
 
 from e2nas.checkpoint import DivergedError, safe_load
 from e2nas.data import ImageData, make_split
-from e2nas.retrain import RetrainConfig, build_fixed_net, run_retrain
-from e2nas.supernet import FixedNet, count_flops, count_params
+from e2nas.layers import count_flops, count_params
+from e2nas.retrain import RetrainConfig, build_network, run_retrain
+from e2nas.spaces.nb201 import FixedNet
 
 torch.set_num_threads(1)
 
@@ -50,7 +51,7 @@ def retrain(data, split, tmp_path, cfg, name="run", arch=ARCH, **kw):
         "checkpoint_path": tmp_path / "ckpt" / f"{name}.pt",
         "model_path": tmp_path / name / "model.pt",
     }
-    metrics, history = run_retrain(data, split, arch, cfg, seed=3, progress=False, **paths, **kw)
+    metrics, history = run_retrain(data, split, arch, cfg, seed=3, progress=False, space="nb201", **paths, **kw)
     return paths, metrics, history
 
 
@@ -98,9 +99,9 @@ def test_subsets_and_seeded_init(data, split, tmp_path):
     _, metrics, history = retrain(data, split, tmp_path, small_cfg(epochs=1, train_subset=50, test_subset=30))
     assert metrics["test_images"] == 30
     assert len(history["epoch"]) == 1
-    a = build_fixed_net((3,) * 6, small_cfg(), 4, 1, seed=3).state_dict()
-    b = build_fixed_net((3,) * 6, small_cfg(), 4, 1, seed=3).state_dict()
-    c = build_fixed_net((3,) * 6, small_cfg(), 4, 1, seed=4).state_dict()
+    a = build_network("nb201", (3,) * 6, small_cfg(), 4, 1, seed=3).state_dict()
+    b = build_network("nb201", (3,) * 6, small_cfg(), 4, 1, seed=3).state_dict()
+    c = build_network("nb201", (3,) * 6, small_cfg(), 4, 1, seed=4).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["stem.0.weight"], c["stem.0.weight"])
 

@@ -7,9 +7,8 @@ import torch
 
 from e2nas.checkpoint import CheckpointError, DivergedError, atomic_save
 from e2nas.data import ImageData, make_split
-from e2nas.spaces.nb201 import NUM_EDGES
-from e2nas.supernet import SuperNet
-from e2nas.supernet.warmup import (
+from e2nas.spaces.nb201 import NUM_EDGES, SuperNet
+from e2nas.warmup import (
     SupernetConfig,
     WarmupConfig,
     build_supernet,
@@ -49,7 +48,7 @@ def split(data):
 def warm(data, split, tmp_path, cfg, name="run", **kw):
     out = tmp_path / name / "warmup.pt"
     ckpt = tmp_path / "ckpt" / f"{name}.pt"
-    history = run_warmup(data, split, NET, cfg, seed=7, out_path=out, checkpoint_path=ckpt, progress=False, **kw)
+    history = run_warmup(data, split, NET, cfg, seed=7, out_path=out, checkpoint_path=ckpt, progress=False, **{"space": "nb201", **kw})
     return out, ckpt, history
 
 
@@ -64,7 +63,7 @@ def test_loss_falls_and_every_parametric_op_is_trained(data, split, tmp_path):
     assert history["lr"][0] == pytest.approx(0.025) and history["lr"][-1] < history["lr"][0]
     assert out.exists() and not ckpt.exists()
 
-    start = build_supernet(NET, data.num_classes, data.in_channels, seed=7)
+    start = build_supernet(NET, data.num_classes, data.in_channels, seed=7, space="nb201")
     trained, meta = load_warmup(out, "cpu")
     # SGD touches an op's weights only in steps where it was on the path and received a gradient.
     for e in range(NUM_EDGES):

@@ -33,6 +33,17 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    """JSON through a temporary file beside `path` and a rename, so a kill never leaves a torn file."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def safe_load(path: str | os.PathLike, what: str = "checkpoint") -> dict:
     """torch.load(weights_only=True); a missing, corrupt or foreign file raises CheckpointError."""
     path = Path(path)

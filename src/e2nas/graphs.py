@@ -5,9 +5,10 @@ cell node and one per edge-op, wired frm → op → to. Node features are one-ho
 [cell-node index | op | edge position], so message passing sees which op sits on which edge
 and no two cells share a graph. Every cell of a space has the same number of nodes and edges,
 so a whole space is stored as dense (N, nodes, F) and (N, 2, E) tensors and batched by indexing
-(no per-graph Python objects in the training loop). NB201's wiring is the same for every cell,
-so its edge_index is one (2, E) tensor; a DARTS cell chooses its inputs, so DARTS graphs keep
-one (2, E) edge_index per graph, stacked (N, 2, E) (E is the same for all).
+(no per-graph Python objects in the training loop). Each space builds its own graphs
+(`Space.graphs`): NB201's wiring is the same for every cell, so its edge_index is one (2, E)
+tensor; a DARTS cell chooses its inputs, so DARTS graphs keep one (2, E) edge_index per graph,
+stacked (N, 2, E) (E is the same for all).
 
 Stage 1 enumerates NB201 (15,625 cells) but samples DARTS (about 10^18 cell pairs): `GraphsConfig`
 says how many genotypes and with which seed. The sample keeps every draw, degenerate cells
@@ -20,72 +21,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch_geometric.data import Batch, Data
 
-from e2nas.checkpoint import CheckpointError, atomic_save, safe_load
-from e2nas.spaces import get_space
+from e2nas import spaces
+from e2nas.checkpoint import CheckpointError, atomic_save, safe_load, write_json
 
-
-def nb201_graph(archs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dense graphs of NB201 cells: x (B, 10, 15) float, edge_index (2, 12) shared by all."""
-    from e2nas.spaces import nb201
-
-    n_cell, n_ops, n_edges = nb201.NUM_NODES, len(nb201.OPS), nb201.NUM_EDGES
-    b = archs.shape[0]
-    x = torch.zeros(b, n_cell + n_edges, n_cell + n_ops + n_edges)
-    x[:, torch.arange(n_cell), torch.arange(n_cell)] = 1.0
-    op_nodes = n_cell + torch.arange(n_edges)
-    x[:, op_nodes, n_cell + n_ops + torch.arange(n_edges)] = 1.0
-    x[torch.arange(b).unsqueeze(1), op_nodes.unsqueeze(0), n_cell + archs] = 1.0
-    src, dst = [], []
-    for e, (to, frm) in enumerate(nb201.EDGES):
-        src += [frm, n_cell + e]
-        dst += [n_cell + e, to]
-    return x, torch.tensor([src, dst], dtype=torch.long)
-
-
-def darts_graph(archs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dense graphs of DARTS cell pairs: x (B, 30, 25) float, edge_index (B, 2, 40), one per graph.
-
-    Each cell (normal, reduce) is a component of 15 nodes: its 7 cell nodes (inputs c_{k-2},
-    c_{k-1}, intermediate nodes 2..5, output) and one node per op (8), wired chosen input → op
-    → node, and node → output (the output concatenates nodes 2..5). Features are one-hot
-    [cell-node role (7) | op (8) | op position (8) | cell type (2)]; op nodes have no role,
-    cell nodes no op or position. The op position is the op's (node, slot) in the canonical
-    encoding (archs are canonicalised first, so any slot order gives the same graph): as
-    NB201's edge position, it hands the decoder's positions to the encoder directly. The
-    cell-type bit keeps the two components apart under message passing.
-    """
-    from e2nas.spaces import darts
-
-    n_in, n_nodes, slots, n_ops = darts.NUM_INPUTS, darts.NUM_NODES, darts.SLOTS, len(darts.OPS)
-    n_roles = n_in + n_nodes + 1  # inputs, intermediate nodes, output
-    n_op_nodes = n_nodes * slots
-    per_cell = n_roles + n_op_nodes
-    n_cells = len(darts.CELL_TYPES)
-    b = archs.shape[0]
-    archs = darts.canonicalize(archs)
-    x = torch.zeros(b, n_cells * per_cell, n_roles + n_ops + n_op_nodes + n_cells)
-    src, dst = [], []
-    for cell in range(n_cells):
-        base, op_base = cell * per_cell, cell * per_cell + n_roles
-        x[:, base + torch.arange(n_roles), torch.arange(n_roles)] = 1.0
-        x[:, base : base + per_cell, n_roles + n_ops + n_op_nodes + cell] = 1.0
-        x[:, op_base + torch.arange(n_op_nodes), n_roles + n_ops + torch.arange(n_op_nodes)] = 1.0
-        ops = archs[:, cell * darts.POSITIONS_PER_CELL + 1 : (cell + 1) * darts.POSITIONS_PER_CELL : 2]  # (B, 8)
-        inputs = archs[:, cell * darts.POSITIONS_PER_CELL : (cell + 1) * darts.POSITIONS_PER_CELL : 2]
-        x[torch.arange(b).unsqueeze(1), op_base + torch.arange(n_op_nodes).unsqueeze(0), n_roles + ops] = 1.0
-        for k in range(n_op_nodes):  # chosen input → op k → its node
-            src += [base + inputs[:, k], torch.full((b,), op_base + k)]
-            dst += [torch.full((b,), op_base + k), torch.full((b,), base + n_in + k // slots)]
-        for node in range(n_nodes):  # every intermediate node → output
-            src.append(torch.full((b,), base + n_in + node))
-            dst.append(torch.full((b,), base + n_roles - 1))
-    edge_index = torch.stack([torch.stack(src, dim=1), torch.stack(dst, dim=1)], dim=1).long()
-    return x, edge_index
+# The parts of a space this module asks for (e2nas.code_inputs: a stage's code holds them).
+# Space.graphs builds the cells' graphs.
+SPACE_PARTS = ('graphs',)
 
 
 @dataclass
@@ -130,7 +75,7 @@ class GraphSet:
         atomic_save({"space": self.space, "archs": self.archs, "x": self.x, "edge_index": self.edge_index}, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "GraphSet":
+    def load(cls, path: str | os.PathLike) -> GraphSet:
         obj = safe_load(path, "graph dataset")
         missing = {"space", "archs", "x", "edge_index"} - set(obj)
         if missing:
@@ -139,30 +84,19 @@ class GraphSet:
 
 
 def build_graph_set(space: str, archs: torch.Tensor | None = None) -> GraphSet:
-    """Graphs of `archs` (default: every cell of the space)."""
-    mod = get_space(space)
-    if archs is None:
-        if not hasattr(mod, "all_archs"):
-            raise ValueError(f"the {space} space is sampled, not enumerated: pass archs (e.g. {space}.sample_archs(n, generator))")
-        archs = mod.all_archs()
-    if space == "nb201":
-        x, edge_index = nb201_graph(archs)
-    elif space == "darts":
-        archs = mod.canonicalize(archs)  # the targets the graphs encode: one encoding per cell
-        x, edge_index = darts_graph(archs)
-    else:  # get_space already rejected unknown names
-        raise ValueError(f"no graph builder for space {space!r}")
+    """Graphs of `archs` (default: every cell of an enumerable space), in the space's canonical encoding."""
+    sp = spaces.get(space)
+    archs = sp.all_cells() if archs is None else sp.canonicalize(archs)  # the targets the graphs encode
+    x, edge_index = sp.graphs(archs)
     return GraphSet(space, archs, x, edge_index)
 
 
 def op_counts(graphs: GraphSet) -> dict[str, int]:
     """How often each op occurs over all edges of all cells."""
-    mod = get_space(graphs.space)
-    ops = mod.OPS
+    sp = spaces.get(graphs.space)
     # A space whose choices mix ops with other things (DARTS: input choices) says which are ops.
-    op_choices = mod.op_choices(graphs.archs) if hasattr(mod, "op_choices") else graphs.archs
-    counts = torch.bincount(op_choices.flatten(), minlength=len(ops))
-    return {op: int(c) for op, c in zip(ops, counts)}
+    counts = torch.bincount(sp.op_choices(graphs.archs).flatten(), minlength=len(sp.ops))
+    return {op: int(c) for op, c in zip(sp.ops, counts)}
 
 
 def summary(graphs: GraphSet) -> dict:
@@ -176,6 +110,18 @@ def summary(graphs: GraphSet) -> dict:
         "num_features": graphs.num_features,
         "op_counts": op_counts(graphs),
     }
+
+
+def plot_op_counts(info: dict):
+    """The stage-1 summary's op distribution as a bar chart (a matplotlib Figure)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 3), layout="constrained")
+    ax = fig.subplots()
+    ax.bar(list(info["op_counts"]), list(info["op_counts"].values()))
+    ax.set(ylabel="edges carrying the op", title=f"{info['space']}: op distribution over {info['num_archs']:,} cells")
+    ax.tick_params(axis="x", labelrotation=20)
+    return fig
 
 
 @dataclass
@@ -194,23 +140,21 @@ class GraphsConfig:
 
 def stage_archs(space: str, cfg: GraphsConfig | None = None) -> torch.Tensor | None:
     """The cells stage 1 encodes: None (every cell) for an enumerable space, else `cfg.num_archs` seeded draws."""
-    mod = get_space(space)
-    if hasattr(mod, "all_archs"):
+    sp = spaces.get(space)
+    if sp.enumerable:
         return None
     cfg = cfg or GraphsConfig()
-    return mod.sample_archs(cfg.num_archs, torch.Generator().manual_seed(cfg.seed))
+    return sp.sample_tensor(cfg.num_archs, torch.Generator().manual_seed(cfg.seed))
 
 
 def write_stage(space: str, out_pt: str | os.PathLike, out_json: str | os.PathLike, cfg: GraphsConfig | None = None) -> dict:
     """Stage 1: build the graphs of the space (all NB201 cells; `cfg`'s DARTS sample), write the .pt and the JSON summary."""
-    import json
-
     cfg = cfg or GraphsConfig()
     sampled = stage_archs(space, cfg)
     graphs = build_graph_set(space, sampled)
     graphs.save(out_pt)
     info = summary(graphs)
     if sampled is not None:  # how the sample was drawn, and how much of it is a non-degenerate cell
-        info.update(sample_seed=cfg.seed, num_valid=int(get_space(space).valid_mask(graphs.archs).sum()))
-    Path(out_json).write_text(json.dumps(info, indent=2) + "\n")
+        info.update(sample_seed=cfg.seed, num_valid=int(spaces.get(space).valid_mask(graphs.archs).sum()))
+    write_json(info, out_json)
     return info

@@ -24,10 +24,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Circle, FancyArrowPatch
 from scipy.stats import kendalltau
 
-from e2nas.spaces import darts, nb201
+from e2nas import spaces
+from e2nas.names import METHODS, RANDOM_METHOD
+
+# The parts of a space this module asks for (e2nas.code_inputs: a stage's code holds them).
+# Space.draw: the found cells' pictures.
+SPACE_PARTS = ('drawing',)
 
 
 @dataclass
@@ -39,7 +43,6 @@ class ReportConfig:
     ranking_seed: int = 0
 
 
-METHODS = ("e2nas", "e2nas-noexplore", "e2nas-nocomplement", "darts", "gdas", "rsps")
 NB201_KEYS = ("cifar10", "cifar100", "imagenet16_120")
 KEYS = ("dataset", "space", "method", "seed")
 # Columns only NB201 cells have: the benchmark table's accuracies and their percentile.
@@ -54,9 +57,6 @@ COLUMNS = (
     "search_seconds",
     "train_seconds",
 )
-# Short op names for cell drawings.
-OP_LABELS = {"none": "none", "skip_connect": "skip", "nor_conv_1x1": "conv1x1", "nor_conv_3x3": "conv3x3",
-             "avg_pool_3x3": "pool3x3"}
 
 
 # ---------------------------------------------------------------- reading the stage files
@@ -83,10 +83,8 @@ def _read_json(path: str | os.PathLike) -> dict:
 
 
 def _arch_text(arch, space: str) -> str:
-    """Cells as the space's text form (NB201 string, DARTS Genotype), whether a file holds text or choice indices."""
-    if not isinstance(arch, str) and space in (nb201.NAME, darts.NAME):
-        return (nb201 if space == nb201.NAME else darts).format_arch(arch)
-    return str(arch)
+    """Cells as the space's text form (NB201 string, DARTS Genotype): a file's text as it is, choice indices formatted."""
+    return arch if isinstance(arch, str) else spaces.get(space).format(arch)
 
 
 def _search_row(path: str, table) -> dict:
@@ -96,7 +94,7 @@ def _search_row(path: str, table) -> dict:
         if k in res and res[k] != keys[k]:
             raise ValueError(f"{path} says {k}={res[k]!r} but lies in the folder for {k}={keys[k]!r}")
     arch = _arch_text(res["arch"], keys["space"])
-    in_table = keys["space"] == nb201.NAME  # the NB201 table holds only NB201 cells
+    in_table = spaces.get(keys["space"]).has_benchmark_table  # the NB201 table holds only NB201 cells
     nb = res.get("nb201") if in_table else None
     if nb is None and table is not None and in_table:
         nb = table.lookup(arch)  # stage 4 ran without a table; the report has one
@@ -138,7 +136,7 @@ def collect_results(search_files: list[str], retrain_files: list[str], table=Non
             f"but the search found {r['arch']}; rerun the retrain stage"
         )
     df["arch"] = df["arch"].fillna(df["retrain_arch"])
-    nb201_rows = df["space"].eq(nb201.NAME).any() or df.empty
+    nb201_rows = df.empty or any(spaces.get(name).has_benchmark_table for name in df["space"].unique())
     df = df.reindex(columns=[c for c in COLUMNS if nb201_rows or c not in NB201_COLUMNS])
     df["seed"] = df["seed"].astype(int)
     order = {m: i for i, m in enumerate(METHODS)}
@@ -173,7 +171,7 @@ def collect_trajectories(search_files: list[str], dataset: str | None = None) ->
 def found_genotypes(df: pd.DataFrame) -> list[dict]:
     """The found cells of the searched methods (not `random`), one dict per (dataset, method, seed):
     keys, the cell's text (a DARTS Genotype) and what retraining it gave."""
-    found = df[df["method"] != "random"]
+    found = df[df["method"] != RANDOM_METHOD]
     cols = [c for c in (*KEYS, "test_accuracy", "params", "arch") if c in found.columns]
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in found[cols].to_dict("records")]
 
@@ -287,7 +285,7 @@ def plot_trajectories(
     ax = _axes(ax)
     colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(m for m, _ in trajectories))}
     labelled = set()
-    for (method, seed), records in trajectories.items():
+    for (method, _seed), records in trajectories.items():
         points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
         if not points:
             continue
@@ -316,43 +314,6 @@ def plot_forgetting(trajectories: dict[tuple[str, int], list[dict]], key: str = 
     return fig
 
 
-# Arc bends of the edges that skip a node: 0→2 and 0→3 above (0→3 higher), 1→3 below.
-_ARC_RAD = {(2, 0): -0.4, (3, 0): -0.45, (3, 1): 0.4}
-
-
-def draw_cell(arch, ax: Axes | None = None, title: str | None = None) -> Figure:
-    """An NB201 cell as its DAG: nodes 0..3 in a row, each of the 6 edges labelled with its op.
-
-    `none` edges are drawn dashed and grey (they cut the connection).
-    """
-    ops = nb201.parse_arch(arch) if isinstance(arch, str) else tuple(int(a) for a in arch)
-    nb201.format_arch(ops)  # validates the op indices
-    ax = _axes(ax, size=(6.0, 2.2))
-    pos = {n: (float(n), 0.0) for n in range(nb201.NUM_NODES)}
-    for n, (x, y) in pos.items():
-        ax.add_patch(Circle((x, y), 0.15, facecolor="white", edgecolor="black", zorder=3))
-        ax.text(x, y, str(n), ha="center", va="center", zorder=4)
-    for e, (to, frm) in enumerate(nb201.EDGES):
-        rad = _ARC_RAD.get((to, frm), 0.0)
-        name = nb201.OPS[ops[e]]
-        none = name == "none"
-        ax.add_patch(FancyArrowPatch(pos[frm], pos[to], connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>",
-                                     mutation_scale=12, shrinkA=11, shrinkB=11, zorder=2,
-                                     color="grey" if none else "black", linestyle="--" if none else "-"))
-        # The arc's midpoint: a quadratic Bézier through matplotlib's arc3 control point.
-        dx = pos[to][0] - pos[frm][0]
-        mx, my = (pos[frm][0] + pos[to][0]) / 2, -0.5 * rad * dx
-        ax.text(mx, my, OP_LABELS[name], ha="center", va="center", fontsize=8, zorder=4,
-                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"})
-    ax.set_xlim(-0.4, 3.4)
-    ax.set_ylim(-0.65, 0.85)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    if title:
-        ax.set_title(title, fontsize=9)
-    return ax.figure
-
-
 # ---------------------------------------------------------------- how well the supernet ranks
 
 
@@ -365,13 +326,13 @@ def supernet_ranking(warmup_path: str | os.PathLike, table, cfg: ReportConfig, d
     import torch
 
     from e2nas.data import load_dataset
-    from e2nas.supernet.warmup import evaluate_path, load_warmup
+    from e2nas.warmup import evaluate_path, load_warmup
 
     net, meta = load_warmup(warmup_path, device)
     data = load_dataset(meta["dataset"])
     idx = torch.as_tensor(meta["split"]["arch"])[: cfg.ranking_images]
     x, y = data.train_x[idx].to(device), data.train_y[idx].to(device)
-    cells = nb201.sample_archs(cfg.ranking_cells, torch.Generator().manual_seed(cfg.ranking_seed)).tolist()
+    cells = spaces.get(meta["space"]).sample(cfg.ranking_cells, torch.Generator().manual_seed(cfg.ranking_seed))
     supernet_acc = [evaluate_path(net, x, y, cell) for cell in cells]
     table_acc = [table.lookup(tuple(cell))["cifar10"] for cell in cells]
     return {
@@ -380,3 +341,74 @@ def supernet_ranking(warmup_path: str | os.PathLike, table, cfg: ReportConfig, d
         "supernet_accuracy": supernet_acc,
         "table_accuracy": table_acc,
     }
+
+
+def plot_supernet_ranking(ranking: dict) -> Figure:
+    """Supernet validation accuracy against the table accuracy of the same cells."""
+    ax = _axes(None, size=(5.5, 4.5))
+    ax.scatter(ranking["table_accuracy"], ranking["supernet_accuracy"], s=10)
+    ax.set(xlabel="NB201 CIFAR-10 table accuracy (%)", ylabel="supernet validation accuracy (%)",
+           title=f"supernet ranking: Kendall τ = {ranking['kendall_tau']:.3f} ({ranking['num_cells']} cells)")
+    return ax.figure
+
+
+# ---------------------------------------------------------------- the report's figures
+
+
+def transfer_proxy_label(frame: pd.DataFrame) -> str:
+    """How to label NB201 table accuracies of cells searched on `frame`'s datasets: a transfer proxy
+    unless the search itself ran on CIFAR-10, the table's dataset."""
+    datasets = ", ".join(sorted(frame["dataset"].unique()))
+    return "" if datasets == "cifar10" else f" — transfer proxy (searched on {datasets})"
+
+
+def reference_lines(frame: pd.DataFrame, table) -> dict[str, dict[str, float]]:
+    """Reference values per metric: the retrained random cell; the NB201 space's mean and best."""
+    lines = {"test_accuracy": {}, "nb201_cifar10": {}}
+    random_acc = frame.loc[frame["method"] == RANDOM_METHOD, "test_accuracy"].mean()
+    if random_acc == random_acc:
+        lines["test_accuracy"]["random cell (retrained)"] = float(random_acc)
+    if table is not None:
+        stats = table.stats()
+        lines["nb201_cifar10"] = {"space mean (NB201 C-10)": stats["mean"], "best cell (NB201 C-10)": stats["best"]}
+    return lines
+
+
+def method_figures(frame: pd.DataFrame, table) -> dict[str, Figure]:
+    """The bar charts per method: retrain test accuracy, and the NB201 table accuracy where there is a table."""
+    summary = summarize(frame)
+    searched = summary[summary["method"] != RANDOM_METHOD]
+    lines = reference_lines(frame, table)
+    datasets = ", ".join(sorted(frame["dataset"].unique()))
+    out = {}
+    if table is not None:
+        fig = plot_method_bars(searched, "nb201_cifar10", lines["nb201_cifar10"])
+        fig.axes[0].set_title(f"NB201 CIFAR-10 table accuracy of the found cells{transfer_proxy_label(frame)}", fontsize=10)
+        out["nb201_cifar10_by_method.png"] = fig
+    fig = plot_method_bars(searched, "test_accuracy", lines["test_accuracy"])
+    fig.axes[0].set_title(f"test accuracy after retraining from scratch ({datasets})", fontsize=10)
+    out["retrain_accuracy_by_method.png"] = fig
+    return out
+
+
+def trajectory_figures(trajectories: dict[tuple[str, int], list[dict]], table) -> dict[str, Figure]:
+    """Per-epoch figures over methods and seeds: the epoch's cell in the table (when there is one), and
+    E2NAS's forgetting."""
+    out = {}
+    if table is not None:
+        out["table_accuracy_trajectories.png"] = plot_trajectories(trajectories, key="nb201_cifar10")
+    e2nas_runs = {k: v for k, v in trajectories.items() if k[0].startswith("e2nas")}
+    if e2nas_runs:
+        out["forgetting.png"] = plot_forgetting(e2nas_runs)
+    return out
+
+
+def draw_found_cells(frame: pd.DataFrame, space) -> Figure | None:
+    """One small drawing per found cell (every method and seed, the random reference left out)."""
+    found = frame[frame["method"] != RANDOM_METHOD]
+    if found.empty:
+        return None
+    fig = Figure(figsize=(6.5, 2.4 * len(found)), layout="constrained")
+    for ax, (_, row) in zip(fig.subplots(len(found), 1, squeeze=False)[:, 0], found.iterrows()):
+        space.draw(row["arch"], ax, title=f"{row['method']} seed {row['seed']}")
+    return fig

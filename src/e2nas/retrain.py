@@ -13,31 +13,23 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from e2nas.checkpoint import CheckpointError, EpochCheckpoint, atomic_save
-from e2nas.spaces import darts, nb201
-from e2nas.spaces.nb201 import format_arch, parse_arch
-from e2nas.supernet import darts_eval
-from e2nas.supernet.darts_eval import DartsNetConfig, NetworkCIFAR, count_params_darts
-from e2nas.supernet.nb201 import FixedNet, count_flops, count_params
-from e2nas.training import (
-    evaluate,
-    fit_epochs,
-    make_sgd,
-    seeded_init,
-    split_digest,
-    stage_generators,
-    step_schedule,
-    write_json,
-)
+from e2nas import spaces
+from e2nas.checkpoint import CheckpointError, EpochCheckpoint, atomic_save, write_json
+from e2nas.layers import count_flops
+from e2nas.training import evaluate, fit_epochs, make_sgd, seeded_init, split_digest, stage_generators, step_schedule
 
 log = logging.getLogger(__name__)
+
+# The parts of a space this module asks for (e2nas.code_inputs: a stage's code holds them).
+# Space.build_network: a cell's evaluation network.
+SPACE_PARTS = ('network',)
 
 
 @dataclass
@@ -88,21 +80,8 @@ class RetrainConfig:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"retrain: {name} must be >= 1 or null, got {getattr(self, name)}")
 
-    def darts_net(self) -> DartsNetConfig:
-        """The DARTS evaluation network these settings describe."""
-        return DartsNetConfig(
-            channels=self.channels,
-            layers=self.layers,
-            auxiliary=self.auxiliary_weight > 0,
-            auxiliary_weight=self.auxiliary_weight,
-            drop_path_prob=self.drop_path_prob,
-        )
-
 
 LR_SCHEDULES = ("epoch", "step")
-SPACES = ("nb201", "darts")
-GENERATORS = ("init", "data")
-DARTS_GENERATORS = ("init", "data", "drop_path")
 
 
 def _train_images(data, split: dict, subset: int | None) -> tuple[Tensor, Tensor]:
@@ -118,26 +97,11 @@ def _test_images(data, subset: int | None) -> tuple[Tensor, Tensor]:
     return subset_test(data, subset)  # a fixed subset: every method and seed is tested on the same images
 
 
-def build_fixed_net(cell: Sequence[int], cfg: RetrainConfig, num_classes: int, in_channels: int, seed: int) -> FixedNet:
-    """The network with the initial weights of `seed` (the ones run_retrain starts from), on the CPU."""
-    gens = stage_generators(seed, GENERATORS)
-    return seeded_init(lambda: FixedNet(cell, cfg.channels, cfg.cells_per_stage, num_classes, in_channels), gens["init"])
-
-
-def build_darts_net(arch, cfg: RetrainConfig, num_classes: int, in_channels: int, seed: int) -> NetworkCIFAR:
-    """The DARTS evaluation network of `arch` with the initial weights of `seed` (run_retrain's), on the CPU."""
-    gens = stage_generators(seed, DARTS_GENERATORS)
-    return seeded_init(lambda: darts_eval.build_eval_net(arch, cfg.darts_net(), num_classes, in_channels), gens["init"])
-
-
-def darts_text(arch) -> str:
-    """The canonical Genotype text (darts.format_arch) of genotype text, a 32-choice encoding or a Genotype."""
-    return darts.format_arch(darts.from_genotype(darts_eval.as_genotype(arch)))
-
-
-def _check_space(space: str) -> None:
-    if space not in SPACES:
-        raise ValueError(f"unknown search space {space!r} (config key `spaces`); known: {', '.join(SPACES)}")
+def build_network(space: str, arch, cfg: RetrainConfig, num_classes: int, in_channels: int, seed: int) -> nn.Module:
+    """The evaluation network of `arch` with the initial weights of `seed` (the ones run_retrain starts from), on the CPU."""
+    sp = spaces.get(space)
+    gens = stage_generators(seed, sp.retrain_generators)
+    return seeded_init(lambda: sp.build_network(arch, cfg, num_classes, in_channels), gens["init"])
 
 
 def run_retrain(
@@ -152,7 +116,8 @@ def run_retrain(
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
     model_path: str | os.PathLike | None = None,
-    space: str = "nb201",
+    *,
+    space: str,
 ) -> tuple[dict, dict[str, list]]:
     """Train `arch` from scratch; write metrics.json; return (metrics, history).
 
@@ -167,31 +132,13 @@ def run_retrain(
     """
     from e2nas.data import BatchIterator
 
-    _check_space(space)
+    sp = spaces.get(space)
     device = torch.device(device)
-    loss_fn = before_epoch = None
-    if space == "nb201":
-        cell = parse_arch(arch) if isinstance(arch, str) else tuple(int(a) for a in arch)
-        text = format_arch(cell)
-        gens = stage_generators(seed, GENERATORS)
-        net = build_fixed_net(cell, cfg, data.num_classes, data.in_channels, seed).to(device)
-        params = count_params(net)
-    else:
-        text = darts_text(arch)
-        gens = stage_generators(seed, DARTS_GENERATORS)
-        net = build_darts_net(text, cfg, data.num_classes, data.in_channels, seed).to(device)
-        # Drop-path masks come from a generator on the device (no host transfer per op); it is
-        # checkpointed with the others, so a resume replays them.
-        gens["drop_path"] = torch.Generator(device).manual_seed(gens["drop_path"].initial_seed())
-        net.drop_generator = gens["drop_path"]
-        params = count_params_darts(net)
-
-        def loss_fn(xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
-            return darts_eval.loss_with_aux(net, xb, yb, cfg.auxiliary_weight)
-
-        def before_epoch(epoch: int) -> dict:
-            net.drop_path_prob = darts_eval.drop_path_at(epoch, cfg.epochs, cfg.drop_path_prob)
-            return {"drop_path_prob": net.drop_path_prob}
+    text = sp.canonical_text(arch)
+    gens = stage_generators(seed, sp.retrain_generators)
+    net = build_network(space, text, cfg, data.num_classes, data.in_channels, seed).to(device)
+    params = sp.count_params(net)
+    hooks = sp.training_hooks(net, cfg, device, gens)
 
     opt, sched = make_sgd(net.parameters(), cfg.epochs, cfg.lr, cfg.lr_min, cfg.momentum, cfg.nesterov, cfg.weight_decay)
     x, y = _train_images(data, split, cfg.train_subset)
@@ -201,13 +148,11 @@ def run_retrain(
         sched = step_schedule(opt, cfg.epochs, len(batches), cfg.lr_min, cfg.warmup_epochs)
 
     identity = {"stage": "retrain", "space": space, "arch": text, "dataset": data.name, "seed": seed,
-                "split": split_digest(split), "retrain": asdict(cfg)}
-    if space == "darts":
-        identity["rng_device"] = device.type  # the drop-path generator's state loads only on its device type
+                "split": split_digest(split), "retrain": asdict(cfg), **hooks.identity}
     ckpt = EpochCheckpoint(checkpoint_path, identity)
     history, elapsed = fit_epochs(
         net, batches, opt, sched, gens, ckpt, cfg.epochs, cfg.grad_clip,
-        progress=progress, name="retrain", on_epoch=on_epoch, loss_fn=loss_fn, before_epoch=before_epoch,
+        progress=progress, name="retrain", on_epoch=on_epoch, loss_fn=hooks.loss_fn, before_epoch=hooks.before_epoch,
         per_step=per_step,
     )
 
@@ -232,16 +177,13 @@ def run_retrain(
     return metrics, history
 
 
-def found_arch(result_path: str | os.PathLike | None, seed: int, space: str = "nb201") -> str:
+def found_arch(result_path: str | os.PathLike | None, seed: int, space: str) -> str:
     """The cell stage 4 found (its result.json), or, without one, a uniformly drawn cell of
-    `space` (the report's random-cell reference), drawn with `seed`, as text. DARTS draws come
-    from the genotypes a DARTS search returns (no `none` op), as RSPS's candidates do."""
-    _check_space(space)
+    `space` (the report's random-cell reference), drawn with `seed`, as text: among the cells a
+    search may return (DARTS: genotypes without `none`, as RSPS's candidates)."""
+    sp = spaces.get(space)
     if result_path is None:
-        gen = torch.Generator().manual_seed(seed)
-        if space == "nb201":
-            return nb201.format_arch(nb201.sample_archs(1, gen)[0].tolist())
-        return darts.format_arch(darts.sample_archs(1, gen, with_none=False)[0].tolist())
+        return sp.format(sp.sample(1, torch.Generator().manual_seed(seed), valid=True)[0])
     import json
 
     try:

@@ -18,10 +18,10 @@ import os
 import random
 import subprocess
 import time
+from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Callable
-
-log = logging.getLogger(__name__)
+from typing import Any
 
 from filelock import FileLock
 
@@ -31,6 +31,8 @@ try:
     from mlflow.tracking import MlflowClient
 except ImportError:  # the library must import without MLflow
     mlflow = None
+
+log = logging.getLogger(__name__)
 
 RESULTS_DIR = "results"
 # A dead server should fail a stage in seconds; MLflow's own default backoff takes minutes.
@@ -87,7 +89,7 @@ def retry_locked(fn: Callable) -> Callable:
     return wrapper
 
 
-def _client(results_dir: str | os.PathLike = RESULTS_DIR) -> "MlflowClient":
+def _client(results_dir: str | os.PathLike = RESULTS_DIR) -> MlflowClient:
     uri = tracking_uri(results_dir)
     if uri.startswith("http"):
         for k, v in HTTP_DEFAULTS.items():
@@ -269,6 +271,23 @@ def start_stage_run(
         Path(run_file).parent.mkdir(parents=True, exist_ok=True)
         Path(run_file).write_text(run.info.run_id + "\n")
     return stage_run
+
+
+def stage_params(**values) -> dict:
+    """A stage's MLflow params: config dataclasses as their fields, other values as given, None left out."""
+    return {k: (asdict(v) if is_dataclass(v) else v) for k, v in values.items() if v is not None}
+
+
+def open_stage_run(tracking: dict, **params) -> StageRun:
+    """The MLflow run of this stage invocation with `params` logged (see `stage_params`).
+
+    `tracking` is what the workflow injects (experiment, stage, tags, run file). Empty — a
+    notebook opened by hand and run with its defaults — the run is not tracked (a no-op run).
+    """
+    if not tracking:
+        log.warning("no tracking settings (notebook run by hand): this run is not logged to MLflow")
+        return StageRun(None, "", None)
+    return start_stage_run(params=stage_params(**params), **tracking)
 
 
 def finish_stage_run(

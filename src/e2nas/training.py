@@ -8,13 +8,10 @@ the helpers both stages use to make their runs reproducible and resumable.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
-import os
 import time
-from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -126,11 +123,16 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256, forw
     return float(correct) * 100.0 / max(len(y), 1)
 
 
-def stage_generators(seed: int, names: tuple[str, ...]) -> dict[str, torch.Generator]:
-    """Independent CPU generators, one per named use, all derived from `seed`."""
+def stage_generators(
+    seed: int, names: tuple[str, ...], device: torch.device | str | None = None, on_device: tuple[str, ...] = ()
+) -> dict[str, torch.Generator]:
+    """Independent generators, one per named use, all derived from `seed`: on the CPU, but those
+    named in `on_device` on `device` (noise drawn there never crosses to the host)."""
     base = torch.Generator().manual_seed(seed)
     seeds = torch.randint(2**62, (len(names),), generator=base).tolist()
-    return {name: torch.Generator().manual_seed(s) for name, s in zip(names, seeds)}
+    return {
+        name: torch.Generator(device=device if name in on_device else "cpu").manual_seed(s) for name, s in zip(names, seeds)
+    }
 
 
 def seeded_init(build: Callable[[], nn.Module], generator: torch.Generator) -> nn.Module:
@@ -160,15 +162,6 @@ def new_history() -> dict[str, list]:
 def append_record(history: dict[str, list], record: dict) -> None:
     for key, column in history.items():
         column.append(record[key])
-
-
-def write_json(obj: dict, path: str | os.PathLike) -> None:
-    """Write JSON through a temporary file and a rename, so a kill never leaves a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def fit_epochs(

@@ -8,6 +8,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(workflow.basedir)
+sys.path.insert(0, str(ROOT / "src"))
+from e2nas.code_inputs import stage_code  # noqa: E402 (torch-free: no library numerics at parse time)
+from e2nas.names import BASELINE_METHODS, E2NAS_METHODS, RANDOM_METHOD  # noqa: E402
+
 RESULTS = f"results/{config['run']}"
 FINISH_SCRIPT = shlex.quote(str(ROOT / "workflow" / "scripts" / "finish_stage_run.py"))
 CONDA_ENV = str(ROOT / "envs" / "e2nas.yaml")
@@ -33,7 +37,6 @@ NOTEBOOK_SHELL = (
 
 def init_tracking_store():
     """Create the MLflow store once, before parallel jobs would race to create it."""
-    sys.path.insert(0, str(ROOT / "src"))
     from e2nas.tracking import init_store
 
     init_store()
@@ -43,23 +46,18 @@ def notebook(name):
     return str(ROOT / "notebooks" / f"{name}.ipynb")
 
 
-def sources(*modules):
-    """The src/ modules a stage imports: inputs, so that editing one reruns the stage."""
-    return [str(ROOT / "src" / "e2nas" / m) for m in modules]
+def space_is_enumerated(space):
+    """Whether stage 1 encodes every cell of `space` (NB201) rather than a configured sample (DARTS)."""
+    from e2nas import spaces
+
+    return spaces.get(space).enumerable
 
 
-# Modules only DARTS-space jobs run: a stage's code inputs add them where the space is darts, so
-# an edit of one reruns no NB201 job. (DARTS jobs also go through the shared modules NB201 lists.)
-DARTS_SOURCES = {
-    "space": ("spaces/darts.py",),
-    "supernet": ("spaces/darts.py", "supernet/darts_ops.py", "supernet/darts_search.py"),
-    "eval": ("spaces/darts.py", "supernet/darts_ops.py", "supernet/darts_eval.py"),
-}
-
-
-def space_sources(space, *modules, darts=()):
-    """sources(*modules), plus the darts-only modules `darts` (a DARTS_SOURCES key) for space darts."""
-    return sources(*modules, *(DARTS_SOURCES[darts] if darts and space == "darts" else ()))
+def code(notebook_name, space, method=None):
+    """The src/ files a stage of `space` (and search `method`) runs: its notebook's imports, closed over
+    the library's own imports, plus the space's package and the method's module (e2nas.code_inputs).
+    Inputs, so that editing one reruns exactly the stages that run it."""
+    return stage_code(notebook(notebook_name), space, method)
 
 
 def log_notebook(rule_name, pattern):
@@ -99,10 +97,6 @@ def stage_yaml(rule_name, log_path, wildcards, inputs, outputs, tags, **paramete
     return yaml.safe_dump(doc, sort_keys=True)
 
 
-E2NAS_METHODS = ("e2nas", "e2nas-noexplore", "e2nas-nocomplement")
-BASELINE_METHODS = ("gdas", "darts", "rsps")
-# `random`: a uniformly drawn cell, retrained as the report's reference line (no search).
-RANDOM_METHOD = "random"
 
 
 def section(name):
@@ -136,26 +130,18 @@ def get_search_inputs(wc):
     inputs = {
         "notebook": notebook("04_search"),
         "warmup": warmup_path(wc.dataset, wc.space, wc.seed),
-        "code": space_sources(
-            wc.space, "search/__init__.py", "search/common.py", "search/e2nas.py", "search/baselines.py",
-            "search/novelty.py", "search/space.py", "spaces/__init__.py", "supernet/__init__.py", "supernet/ops.py", "supernet/nb201.py",
-            "supernet/warmup.py", "training.py", "data.py", "checkpoint.py", "benchmarks.py", "spaces/nb201.py",
-            "tracking.py", darts="supernet",
-        ),
+        "code": code("04_search", wc.space, wc.method),
     }
     if wc.method in E2NAS_METHODS:
         inputs["vgae"] = f"{RESULTS}/vgae/{wc.space}/model.pt"
         inputs["graphs"] = f"{RESULTS}/graphs/{wc.space}.pt"
-        inputs["code"] = inputs["code"] + VGAE_SOURCES + sources("graphs.py")
     return inputs
 
 
 def get_retrain_inputs(wc):
     inputs = {
         "notebook": notebook("05_retrain"),
-        "code": space_sources(wc.space, "retrain.py", "training.py", "supernet/__init__.py", "supernet/ops.py",
-                              "supernet/nb201.py", "data.py", "checkpoint.py", "spaces/nb201.py", "tracking.py",
-                              darts="eval"),
+        "code": code("05_retrain", wc.space),
     }
     if wc.method != RANDOM_METHOD:
         inputs["result"] = search_result(wc.dataset, wc.space, wc.method, wc.seed)
@@ -167,8 +153,7 @@ def get_report_inputs(wc):
     searched = configured(config["methods"])
     return {
         "notebook": notebook("06_report"),
-        "code": space_sources(space, "report.py", "benchmarks.py", "supernet/warmup.py", "supernet/nb201.py", "data.py",
-                              "tracking.py", darts="space"),
+        "code": code("06_report", space),
         "results": [search_result(d, space, m, s) for d, m, s in searched],
         "retrained": [retrain_metrics(d, space, m, s) for d, m, s in searched + configured([RANDOM_METHOD])],
         "warmups": [warmup_path(d, space, s) for d in config["datasets"] for s in config["seeds"]],
@@ -178,5 +163,3 @@ def get_report_inputs(wc):
 def get_final_outputs():
     return [f"{RESULTS}/report/summary.csv"]
 
-
-VGAE_SOURCES = sources("vgae/__init__.py", "vgae/model.py", "vgae/train.py", "vgae/metrics.py")

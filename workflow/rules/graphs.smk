@@ -2,14 +2,14 @@
 
 
 def build_graphs_parameters(wc):
-    # Only the sampled space takes the section: editing it reruns no NB201 job.
-    return {"space": wc.space, **({"graphs": section("graphs")} if wc.space == "darts" else {})}
+    # Only a sampled space takes the section: editing it reruns no job of an enumerated space (NB201).
+    return {"space": wc.space, **({} if space_is_enumerated(wc.space) else {"graphs": section("graphs")})}
 
 
 rule build_graphs:
     input:
         notebook=notebook("01_graph_dataset"),
-        code=lambda wc: space_sources(wc.space, "spaces/__init__.py", "spaces/nb201.py", "graphs.py", "tracking.py", darts="space"),
+        code=lambda wc: code("01_graph_dataset", wc.space),
     output:
         graphs=f"{RESULTS}/graphs/{{space}}.pt",
         summary=f"{RESULTS}/graphs/{{space}}.json",

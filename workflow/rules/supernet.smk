@@ -12,11 +12,7 @@ def warmup_supernet_parameters(wc):
 rule warmup_supernet:
     input:
         notebook=notebook("03_supernet_warmup"),
-        code=lambda wc: space_sources(
-            wc.space, "supernet/__init__.py", "supernet/ops.py", "supernet/nb201.py", "supernet/warmup.py",
-            "training.py", "data.py", "checkpoint.py", "spaces/__init__.py", "spaces/nb201.py", "tracking.py",
-            darts="supernet",
-        ),
+        code=lambda wc: code("03_supernet_warmup", wc.space),
     output:
         warmup=warmup_path("{dataset}", "{space}", "{seed}"),
     log:

@@ -9,8 +9,7 @@ rule pretrain_vgae:
     input:
         notebook=notebook("02_vgae_pretrain"),
         graphs=f"{RESULTS}/graphs/{{space}}.pt",
-        code=lambda wc: VGAE_SOURCES
-        + space_sources(wc.space, "graphs.py", "checkpoint.py", "benchmarks.py", "spaces/nb201.py", "tracking.py", darts="space"),
+        code=lambda wc: code("02_vgae_pretrain", wc.space),
     output:
         model=f"{RESULTS}/vgae/{{space}}/model.pt",
         metrics=f"{RESULTS}/vgae/{{space}}/metrics.json",

@@ -10,14 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from e2nas.search.common import (
-    Cell,
-    Harness,
-    SearchMethod,
-    hard_cell,
-    linear_tau,
-    straight_through,
-)
+from e2nas.search.harness import Harness, hard_cell, straight_through
+from e2nas.search.method import SearchMethod
+from e2nas.search.schedules import linear_tau
+from e2nas.spaces import Cell
 
 
 class _EdgeLogits(SearchMethod):
@@ -190,4 +186,4 @@ class RSPS(SearchMethod):
         self.prev = None if state["prev"] is None else tuple(state["prev"])
 
 
-BASELINES = {"gdas": GDAS, "darts": DARTS, "rsps": RSPS}
+METHOD_CLASSES = {"gdas": GDAS, "darts": DARTS, "rsps": RSPS}

@@ -30,16 +30,12 @@ import math
 import torch
 from torch import Tensor, nn
 
-from e2nas.search.common import (
-    Cell,
-    Harness,
-    SearchMethod,
-    eta_at,
-    geometric_tau,
-    hard_cell,
-    straight_through,
-)
+from e2nas import spaces
+from e2nas.search.harness import Harness, hard_cell, straight_through
+from e2nas.search.method import SearchMethod
 from e2nas.search.novelty import LatentArchive, ManifoldDensity, nearest_neighbour_median
+from e2nas.search.schedules import eta_at, geometric_tau
+from e2nas.spaces import Cell
 
 TERMS = ("val", "novelty", "manifold")
 
@@ -156,7 +152,34 @@ class E2NAS(SearchMethod):
         self._check_decoder()
 
     @classmethod
-    def for_method(cls, method: str, harness: Harness, vae, graphs=None) -> "E2NAS":
+    def build(cls, method: str, harness: Harness, inputs: dict) -> E2NAS:
+        """The method from stage 2's model.pt (`inputs["vgae"]`) and stage 1's graphs (`inputs["graphs"]`)."""
+        from e2nas.graphs import GraphSet
+        from e2nas.vgae import load_vgae
+
+        if inputs.get("vgae") is None or inputs.get("graphs") is None:
+            raise ValueError(
+                f"method {method!r} searches the VGAE's latent space: pass vgae_path (stage 2's model.pt) "
+                f"and graphs_path (stage 1's graphs, whose encodings make the manifold term)"
+            )
+        graphs = GraphSet.load(inputs["graphs"])
+        if spaces.get(graphs.space) is not harness.space:
+            raise ValueError(f"graphs {inputs['graphs']} are of the {graphs.space!r} space, but the supernet is {harness.space.name!r}")
+        return cls.for_method(method, harness, load_vgae(inputs["vgae"], harness.device), graphs)
+
+    @staticmethod
+    def figures(result: dict, inputs: dict) -> dict:
+        """Where q(z) stood per epoch, and μ's path over every encoded cell."""
+        from e2nas.search import plots
+        from e2nas.vgae import encode_stage_graphs
+
+        title = f"{result['method']} seed {result['seed']}: μ across epochs"
+        encodings = encode_stage_graphs(inputs["vgae"], inputs["graphs"])
+        return {"latent_diagnostics.png": plots.latent_diagnostics(result),
+                "search_path.png": plots.latent_path(encodings, result["trajectory"], title)}
+
+    @classmethod
+    def for_method(cls, method: str, harness: Harness, vae, graphs=None) -> E2NAS:
         """The method or ablation `method`, starting at the VGAE encoding of a seeded random (valid) cell.
 
         graphs: the stage-1 GraphSet whose encodings give the manifold term and σ_max's default.
@@ -320,3 +343,6 @@ class E2NAS(SearchMethod):
         self.normaliser.load_state_dict(state["normaliser"])
         self.prev = None if state["prev"] is None else tuple(state["prev"])
         self.start_cell = None if state["start_cell"] is None else tuple(state["start_cell"])
+
+
+METHOD_CLASSES = {name: E2NAS for name in ("e2nas", "e2nas-noexplore", "e2nas-nocomplement")}

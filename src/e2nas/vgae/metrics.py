@@ -6,13 +6,12 @@ All rates are fractions in [0, 1] (the issue's bars are stated as 1.0); counts a
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 from scipy.stats import spearmanr
 from torch import Tensor
 
-from e2nas.spaces import get_space
+from e2nas import spaces
 
 UNIQUE_TOL = 1e-3  # L2 distance below which two means count as the same point
 
@@ -51,24 +50,6 @@ def unique_means(mu: Tensor, tol: float = UNIQUE_TOL, chunk: int = 1024) -> int:
     return count
 
 
-def space_validity(space: str) -> Callable[[Tensor], Tensor]:
-    """The space's validity test: (B, P) choices → (B,) bool, True for a non-degenerate cell.
-
-    Every space module provides `valid_mask`; for NB201 a cell is valid when some path from
-    input to output avoids `none`.
-    """
-    mod = get_space(space)
-    if not hasattr(mod, "valid_mask"):
-        raise ValueError(f"search space {space!r} has no valid_mask(archs); add one to e2nas.spaces.{space}")
-    return mod.valid_mask
-
-
-def space_size(space: str) -> int:
-    """Number of cells in the space (product of the choice sizes unless the module says otherwise)."""
-    mod = get_space(space)
-    return int(getattr(mod, "NUM_ARCHS", math.prod(mod.CHOICE_SIZES)))
-
-
 def prior_metrics(model, space: str, num_samples: int = 10000, seed: int = 0) -> dict:
     """Decode `num_samples` draws of z ~ N(0, I) (seeded) and report:
 
@@ -80,10 +61,11 @@ def prior_metrics(model, space: str, num_samples: int = 10000, seed: int = 0) ->
     z = torch.randn(num_samples, model.cfg.latent_dim, generator=gen).to(model.device)
     archs = model.decode_archs(z).cpu()
     distinct = int(torch.unique(archs, dim=0).shape[0])
+    sp = spaces.get(space)
     return {
-        "prior_validity": space_validity(space)(archs).float().mean().item(),
+        "prior_validity": sp.valid_mask(archs).float().mean().item(),
         "prior_uniqueness": distinct,
-        "prior_coverage": distinct / space_size(space),
+        "prior_coverage": distinct / sp.num_cells(),
     }
 
 
@@ -120,30 +102,3 @@ def evaluate_vgae(model, graphs, heldout_idx: Tensor, cfg, num_prior_samples: in
         **prior_metrics(model, graphs.space, num_prior_samples, seed),
         "smoothness": smoothness(mu, graphs.archs, num_pairs, seed),
     }
-
-
-class PCAProjection:
-    """A 2-D (or k-D) PCA basis fitted once, to project later points (e.g. a search path) alike."""
-
-    def __init__(self, mean: Tensor, basis: Tensor):
-        self.mean, self.basis = mean, basis  # (d,), (d, k)
-
-    @classmethod
-    def fit(cls, mu: Tensor, dims: int = 2) -> "PCAProjection":
-        """Principal axes of the points `mu` (N, d), signs fixed so the fit is deterministic."""
-        mu = mu.detach().float().cpu()
-        mean = mu.mean(dim=0)
-        _, _, vh = torch.linalg.svd(mu - mean, full_matrices=False)
-        basis = vh[:dims].T
-        # An axis's sign is arbitrary: make its largest-magnitude component positive.
-        signs = torch.sign(basis.gather(0, basis.abs().argmax(dim=0, keepdim=True)))
-        return cls(mean, basis * signs)
-
-    def __call__(self, z: Tensor) -> Tensor:
-        """Coordinates (N, k) of points z (N, d) on the fitted axes (on the CPU)."""
-        return (z.detach().float().cpu() - self.mean) @ self.basis
-
-
-def latent_projection(mu: Tensor, dims: int = 2) -> Tensor:
-    """PCA coordinates (N, dims) of the means; use PCAProjection.fit(mu) to project new points too."""
-    return PCAProjection.fit(mu, dims)(mu)

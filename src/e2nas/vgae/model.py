@@ -240,3 +240,10 @@ def load_vgae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Gr
         ) from None
     model.space = obj["space"]
     return model.to(device).eval()
+
+
+def encode_stage_graphs(model_path: str | os.PathLike, graphs_path: str | os.PathLike, device="cpu") -> Tensor:
+    """The latent means of every stage-1 graph under a saved model (stage 2's model.pt), (N, d)."""
+    from e2nas.graphs import GraphSet
+
+    return load_vgae(model_path, device).encode_archs(GraphSet.load(graphs_path))

@@ -10,9 +10,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -54,10 +54,10 @@ def seeded_global_rng(seed: int, device: torch.device):
 
 def build_model(graphs: GraphSet, cfg: VGAEConfig, device: torch.device) -> GraphVAE:
     """A fresh GraphVAE for the space of `graphs`, initialised from cfg.seed without touching the global RNG."""
-    from e2nas.spaces import get_space
+    from e2nas import spaces
 
     with seeded_global_rng(cfg.seed, torch.device("cpu")):
-        model = GraphVAE(graphs.num_features, get_space(graphs.space).CHOICE_SIZES, cfg, num_nodes=graphs.x.shape[1])
+        model = GraphVAE(graphs.num_features, spaces.get(graphs.space).choice_sizes, cfg, num_nodes=graphs.x.shape[1])
     model.space = graphs.space
     return model.to(device)
 

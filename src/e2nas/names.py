@@ -1,0 +1,21 @@
+"""The method names every layer shares (library, workflow, schema, report).
+
+Kept free of torch so the Snakefile can read them without importing the library's numerics.
+(The spaces' names are their packages' names: `e2nas.spaces.NAMES`.)
+"""
+
+E2NAS_METHODS = ("e2nas", "e2nas-noexplore", "e2nas-nocomplement")
+BASELINE_METHODS = ("darts", "gdas", "rsps")
+METHODS = E2NAS_METHODS + BASELINE_METHODS
+# Not a search: a uniformly drawn cell of the space, retrained as the report's reference.
+RANDOM_METHOD = "random"
+# The module of e2nas.search that implements each method (its METHOD_CLASSES maps the name to a
+# class). The search loop imports it by name, so a job's code is its own method's and no other.
+METHOD_MODULES = {
+    "e2nas": "e2nas",
+    "e2nas-noexplore": "e2nas",
+    "e2nas-nocomplement": "e2nas",
+    "darts": "baselines",
+    "gdas": "baselines",
+    "rsps": "baselines",
+}

@@ -1,0 +1,167 @@
+"""The interface of a search space: everything a stage asks of it.
+
+A space is one package under `e2nas.spaces` holding its cells' text form and sampling, its
+graphs, how a latent decodes to a cell, its supernet, its evaluation network and its drawing,
+behind one `Space` object (`e2nas.spaces.get(name)`). Stages never branch on a space's name:
+they call these methods. docs/extending.md shows a third space.
+
+A cell is a tuple of ints, the space's own encoding (`choice_sizes` options per position).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+Cell = tuple[int, ...]
+
+
+@dataclass
+class TrainingHooks:
+    """What a space's evaluation network needs from the training loop beyond cross-entropy.
+
+    loss_fn(x, y) -> (loss, logits) replaces the plain loss (DARTS: the auxiliary head);
+    before_epoch(epoch) -> dict of extra history columns sets per-epoch state (DARTS: the
+    drop-path ramp); identity: extra checkpoint identity (e.g. a device-bound generator).
+    """
+
+    loss_fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None
+    before_epoch: Callable[[int], dict] | None = None
+    identity: dict = field(default_factory=dict)
+
+
+class Space:
+    """A search space. Subclasses set the class attributes and implement the methods below.
+
+    The package's core (its `__init__`, `cells`, `space`) holds the text form, sampling and
+    decoding; the heavier parts (graphs, supernet, network, drawing, ...) are modules of the
+    package that the methods load by name with `part`, so a stage's code inputs hold the parts
+    its library modules declare in SPACE_PARTS (e2nas.code_inputs), not the whole package.
+    """
+
+    def part(self, name: str):
+        """The module `name` of this space's package, imported on first use."""
+        return importlib.import_module(f"{type(self).__module__.rsplit('.', 1)[0]}.{name}")
+
+    name: str = ""
+    ops: tuple[str, ...] = ()
+    choice_sizes: tuple[int, ...] = ()  # options per position of a cell's encoding (the decoder's output)
+    enumerable: bool = False  # all_cells() lists the whole space (stage 1 encodes every cell)
+    has_benchmark_table: bool = False  # NAS-Bench-201's accuracy table scores its cells
+    alpha_shape: tuple[int, ...] = ()  # GDAS's and DARTS's edge logits
+    retrain_generators: tuple[str, ...] = ("init", "data")  # seeded streams of stage 5
+
+    @property
+    def decoder_shape(self) -> tuple[int, int]:
+        """The decoder's logits for one latent: (positions, max options)."""
+        return len(self.choice_sizes), max(self.choice_sizes)
+
+    # -- cells and their text
+
+    def format(self, cell) -> str:
+        """The canonical text of a cell (encoding or text)."""
+        raise NotImplementedError
+
+    def parse(self, text: str) -> Cell:
+        """The encoding of a cell's text; malformed text raises ValueError naming the problem."""
+        raise NotImplementedError
+
+    def canonical_text(self, cell) -> str:
+        """The canonical text of a cell given as text or as an encoding."""
+        return self.format(self.parse(cell) if isinstance(cell, str) else cell)
+
+    def all_cells(self) -> Tensor:
+        """Every cell as an (N, positions) long tensor (enumerable spaces only)."""
+        raise ValueError(f"the {self.name} space is sampled, not enumerated: sample its cells instead")
+
+    def sample_tensor(self, n: int, generator: torch.Generator | None = None, valid: bool = False) -> Tensor:
+        """n cells drawn uniformly as an (n, positions) long tensor; valid=True draws among the cells a search may return."""
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator | None = None, valid: bool = False) -> list[Cell]:
+        """n cells drawn uniformly, as tuples (see sample_tensor)."""
+        return [tuple(c) for c in self.sample_tensor(n, generator, valid).tolist()]
+
+    def valid_mask(self, archs: Tensor) -> Tensor:
+        """(B,) bool over (B, positions) encodings: True for a cell whose output depends on its input."""
+        raise NotImplementedError
+
+    def is_valid(self, cell) -> bool:
+        return bool(self.valid_mask(torch.tensor([list(cell)], dtype=torch.long))[0])
+
+    def op_choices(self, archs: Tensor) -> Tensor:
+        """The positions of (B, positions) encodings that hold ops (the others choose inputs)."""
+        return archs
+
+    def num_cells(self) -> int:
+        """How many cells the space holds."""
+        raise NotImplementedError
+
+    # -- graphs (stage 1)
+
+    def canonicalize(self, archs: Tensor) -> Tensor:
+        """One encoding per cell (spaces whose encodings can spell a cell in several ways override it)."""
+        return archs
+
+    def graphs(self, archs: Tensor) -> tuple[Tensor, Tensor]:
+        """Dense graphs of (B, positions) cells: node features (B, nodes, F) and edge_index (2, E) or (B, 2, E)."""
+        raise NotImplementedError
+
+    # -- decoding and the search (stage 4)
+
+    def path_probs(self, logits: Tensor, tau: float) -> Tensor:
+        """P = softmax(logits / τ) per position, over the options a decoded path may take."""
+        return torch.softmax(logits / tau, dim=-1)
+
+    def decode(self, probs: Tensor) -> tuple[Tensor, Tensor]:
+        """(index, probs) of the most probable path on the device: index (positions,) and the rows
+        of P aligned with it (the straight-through weights use these)."""
+        return probs.argmax(dim=-1), probs
+
+    def decode_cell(self, logits: Tensor) -> Cell:
+        """The cell a latent's logits decode to (host ints; τ does not change it)."""
+        index, _ = self.decode(self.path_probs(logits, 1.0))
+        return tuple(index.tolist())
+
+    def complement(self, prev: Cell, cur: Cell, generator: torch.Generator) -> Cell:
+        """a_c: where a_{t−1} runs a_t's op on the same edge, a uniformly random other op; a_t's elsewhere."""
+        raise NotImplementedError
+
+    def derive(self, alpha: Tensor) -> Cell:
+        """The cell GDAS and DARTS return from their edge logits α."""
+        raise NotImplementedError
+
+    # -- networks (stages 3 and 5)
+
+    def build_supernet(self, cfg, num_classes: int, in_channels: int) -> nn.Module:
+        """The weight-sharing supernet of config section `supernet` (a SupernetConfig)."""
+        raise NotImplementedError
+
+    def build_network(self, cell, cfg, num_classes: int, in_channels: int) -> nn.Module:
+        """The evaluation network of one cell under config section `retrain` (a RetrainConfig)."""
+        raise NotImplementedError
+
+    def count_params(self, net: nn.Module) -> int:
+        """Parameters of an evaluation network as the space's literature counts them."""
+        return sum(p.numel() for p in net.parameters())
+
+    def training_hooks(self, net: nn.Module, cfg, device: torch.device, generators: dict) -> TrainingHooks:
+        """Extra training behaviour of the evaluation network. `generators` holds the stage's seeded
+        streams (`retrain_generators`), checkpointed with the run; a space may replace one by a
+        device generator seeded alike."""
+        return TrainingHooks()
+
+    supports_grouped_paths: bool = False  # grouped_losses runs several paths in one pass
+
+    def grouped_losses(self, net: nn.Module, x: Tensor, y: Tensor, paths: list[Cell]) -> Tensor:
+        raise NotImplementedError(f"the {self.name} supernet has no grouped pass")
+
+    # -- pictures
+
+    def draw(self, cell, ax, title: str | None = None):
+        """Draw one cell on a matplotlib Axes; returns its Figure."""
+        raise NotImplementedError

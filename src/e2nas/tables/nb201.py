@@ -1,0 +1,93 @@
+"""The NAS-Bench-201 accuracy table: look up a cell's test accuracies and its rank in the space.
+
+The table is a CSV `arch,cifar10,cifar100,imagenet16_120` (one row per cell, accuracies in %),
+found through `E2NAS_NB201_TABLE`. Without one, look-ups are skipped with a logged note.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from e2nas import spaces
+
+log = logging.getLogger(__name__)
+
+
+def _canonical(cell) -> str:
+    """A cell (text or op indices) as NB201's canonical string; the NB201 space is imported on first use."""
+    return spaces.get("nb201").canonical_text(cell)
+
+ENV_VAR = "E2NAS_NB201_TABLE"
+COLUMNS = ("cifar10", "cifar100", "imagenet16_120")
+
+
+class TableError(ValueError):
+    """An NB201 table file that cannot be used; the message names the file and the fix."""
+
+
+class Nb201Table:
+    def __init__(self, frame: pd.DataFrame, path: str = "<memory>"):
+        self.path = path
+        # Key by parsed cell so any spelling of a cell string finds its row.
+        self.frame = frame.set_index("arch")
+        self._sorted = {c: np.sort(frame[c].to_numpy()) for c in COLUMNS}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Nb201Table:
+        path = Path(path)
+        if not path.is_file():
+            raise TableError(f"NB201 table {path} does not exist; fix {ENV_VAR} or unset it to skip look-ups")
+        try:
+            frame = pd.read_csv(path)
+        except Exception as exc:
+            raise TableError(f"NB201 table {path} is not a readable CSV ({exc})") from None
+        missing = [c for c in ("arch", *COLUMNS) if c not in frame.columns]
+        if missing:
+            raise TableError(
+                f"NB201 table {path} lacks columns {missing}; expected a CSV with header "
+                f"'arch,{','.join(COLUMNS)}' (see the NAS-Bench-201 table README)"
+            )
+        try:
+            frame["arch"] = [_canonical(a) for a in frame["arch"]]
+            frame[list(COLUMNS)] = frame[list(COLUMNS)].astype(float)
+        except ValueError as exc:
+            raise TableError(f"NB201 table {path} has a bad row: {exc}") from None
+        return cls(frame[["arch", *COLUMNS]], str(path))
+
+    @classmethod
+    def from_env(cls) -> Nb201Table | None:
+        """The table named by $E2NAS_NB201_TABLE, or None (with a logged note) when unset."""
+        path = os.environ.get(ENV_VAR)
+        if not path:
+            log.warning("no NB201 table: %s is unset, so table accuracies are skipped", ENV_VAR)
+            return None
+        return cls.load(path)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def lookup(self, arch: str | tuple) -> dict | None:
+        """{cifar10, cifar100, imagenet16_120} of a cell (string or op tuple); None if absent."""
+        key = _canonical(arch)
+        if key not in self.frame.index:
+            return None
+        row = self.frame.loc[key]
+        return {c: float(row[c]) for c in COLUMNS}
+
+    def percentile(self, value: float, column: str = "cifar10") -> float:
+        """Percentage of the space's cells scoring at most `value` on `column`."""
+        col = self._sorted[column]
+        return 100.0 * np.searchsorted(col, value, side="right") / len(col)
+
+    def rank(self, value: float, column: str = "cifar10") -> int:
+        """1-based rank of `value` among the space's cells (1 = best)."""
+        return int(np.sum(self._sorted[column] > value)) + 1
+
+    def stats(self, column: str = "cifar10") -> dict:
+        col = self._sorted[column]
+        return {"mean": float(col.mean()), "best": float(col[-1]), "worst": float(col[0])}

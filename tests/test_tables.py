@@ -1,0 +1,51 @@
+import logging
+
+import pytest
+
+from e2nas.tables.nb201 import ENV_VAR, Nb201Table, TableError
+
+BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
+
+
+@pytest.fixture(scope="module")
+def table(nb201_table_path):
+    return Nb201Table.load(nb201_table_path)
+
+
+def test_best_cell_and_space_statistics(table):
+    assert len(table) == 15625
+    stats = table.stats("cifar10")
+    assert round(stats["best"], 2) == 94.37
+    assert round(stats["mean"], 2) == 87.06
+    best_row = table.frame["cifar10"].idxmax()
+    assert table.lookup(best_row)["cifar10"] == pytest.approx(94.37, abs=0.005)
+    assert table.rank(stats["best"]) == 1
+    assert table.percentile(stats["best"]) == 100.0
+
+
+def test_lookup_known_cells(table):
+    assert table.lookup(ALL_SKIP)["cifar10"] == pytest.approx(54.30, abs=0.005)
+    assert set(table.lookup(BEST)) == {"cifar10", "cifar100", "imagenet16_120"}
+    assert table.lookup((3, 3, 3, 1, 3, 3)) == table.lookup(BEST)
+    assert 99 < table.percentile(table.lookup(BEST)["cifar10"]) <= 100
+
+
+def test_no_table_is_a_logged_note(monkeypatch, caplog):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    with caplog.at_level(logging.WARNING):
+        assert Nb201Table.from_env() is None
+    assert ENV_VAR in caplog.text
+
+
+def test_wrong_columns_name_the_file(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("arch,c10\n" + BEST + ",94\n")
+    with pytest.raises(TableError, match="lacks columns .*cifar100") as err:
+        Nb201Table.load(bad)
+    assert str(bad) in str(err.value)
+
+
+def test_missing_file_names_the_variable(tmp_path):
+    with pytest.raises(TableError, match=ENV_VAR):
+        Nb201Table.load(tmp_path / "nope.csv")

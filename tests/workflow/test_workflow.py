@@ -1,0 +1,141 @@
+"""The Snakemake workflow: config validation before any job starts (dry runs, fast)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def dry_run(tmp_path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [SNAKEMAKE, "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path / "work"), "--configfile", str(cfg), "--cores", "1", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def smoke() -> dict:
+    return yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+
+
+def profile(name: str) -> dict:
+    return yaml.safe_load((REPO / "config" / name).read_text())
+
+
+def planned(out: subprocess.CompletedProcess) -> list[dict]:
+    """Every job of a dry run (`-n -p`): rule, wildcards, input and output files, shell command."""
+    blocks = re.split(r"^(?:local)?rule (\w+):$", out.stdout + out.stderr, flags=re.M)[1:]
+    jobs = []
+    for rule, body in zip(blocks[::2], blocks[1::2]):
+        field = lambda name, body=body: (re.search(rf"^\s+{name}: (.*)$", body, flags=re.M) or [None, ""])[1]
+        jobs.append({
+            "rule": rule,
+            "wildcards": dict(kv.split("=", 1) for kv in field("wildcards").split(", ") if kv),
+            "input": field("input").split(", "),
+            "output": field("output").split(", "),
+            "shell": body.split("Shell command:", 1)[-1],
+        })
+    return jobs
+
+
+def test_smoke_config_plans_a_run(tmp_path):
+    out = dry_run(tmp_path, smoke())
+    assert out.returncode == 0, out.stderr
+    assert "build_graphs" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "change, names",
+    [
+        ({"seedz": [0]}, ["seedz"]),
+        ({"seeds": "0"}, ["seeds", "array"]),
+        ({"datasets": ["mnist"]}, ["mnist", "datasets"]),
+        ({"methods": ["e2nas", "enas"]}, ["enas"]),
+        ({"space": "nb301"}, ["nb301"]),
+        ({"run": "my run; rm -rf /"}, ["run", "pattern"]),
+    ],
+)
+def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, change, names):
+    out = dry_run(tmp_path, {**smoke(), **change})
+    assert out.returncode != 0
+    for name in names:
+        assert name in out.stderr + out.stdout
+    assert not (tmp_path / "work" / "results").exists()
+
+
+def package_files(space: str) -> tuple[str, ...]:
+    """The files of one space's package, as src/e2nas/... suffixes."""
+    return tuple(f"spaces/{space}/{p.name}" for p in (REPO / "src" / "e2nas" / "spaces" / space).glob("*.py"))
+
+
+DARTS_ONLY_MODULES = package_files("darts")
+
+
+@pytest.mark.parametrize("name", ["smoke-darts.yaml", "paper-darts-cifar10.yaml"])
+def test_darts_profile_plans_every_stage_on_darts_paths(tmp_path, name):
+    cfg = profile(name)
+    out = dry_run(tmp_path, cfg, "-p")
+    assert out.returncode == 0, out.stderr
+    jobs = planned(out)
+    count = lambda rule: sum(j["rule"] == rule for j in jobs)  # noqa: E731
+    runs = len(cfg["datasets"]) * len(cfg["seeds"])
+    assert (count("build_graphs"), count("pretrain_vgae"), count("report"), count("all")) == (1, 1, 1, 1)
+    assert count("warmup_supernet") == runs
+    assert count("search_architecture") == runs * len(cfg["methods"])
+    assert count("retrain_cell") == runs * (len(cfg["methods"]) + 1)  # + the random-cell reference
+    for job in jobs:
+        if job["wildcards"]:
+            assert job["wildcards"]["space"] == "darts", job
+        if job["rule"] not in ("all", "report"):
+            assert all("/darts" in path for path in job["output"]), job
+    report = next(j for j in jobs if j["rule"] == "report")
+    stage_files = [p for p in report["input"] if p.startswith("results/")]
+    assert len(stage_files) == count("search_architecture") + count("retrain_cell") + count("warmup_supernet")
+    assert all("/darts/" in p for p in stage_files), stage_files
+    # Each DARTS job runs the package's core and the parts its stage builds; no job runs NB201's files.
+    def darts_files(job):
+        return {m.rsplit("/", 1)[1] for m in DARTS_ONLY_MODULES if any(p.endswith(m) for p in job["input"])}
+
+    core = {"__init__.py", "cells.py", "space.py"}
+    by_rule = {}
+    for job in jobs:
+        if job["rule"] != "all":
+            by_rule.setdefault(job["rule"], []).append(darts_files(job))
+            assert not [p for p in job["input"] if p.endswith(package_files("nb201"))], job["rule"]
+    assert by_rule["build_graphs"] == by_rule["pretrain_vgae"] == [core | {"graphs.py"}]
+    assert all(files == core | {"ops.py", "supernet.py"} for files in by_rule["warmup_supernet"])
+    assert all(files >= core | {"ops.py", "supernet.py"} and "network.py" not in files for files in by_rule["search_architecture"])
+    assert all(files == core | {"ops.py", "network.py"} for files in by_rule["retrain_cell"])
+    # Stage 1 gets the profile's `graphs` section (how many genotypes, which seed).
+    stage1 = next(j for j in jobs if j["rule"] == "build_graphs")["shell"]
+    assert f"num_archs: {cfg['graphs']['num_archs']}" in stage1 and "space: darts" in stage1
+
+
+def test_nb201_plan_takes_no_darts_module_and_no_graphs_section(tmp_path):
+    """Editing a DARTS-only module, or the `graphs` section, reruns no NB201 job."""
+    out = dry_run(tmp_path, {**smoke(), "graphs": {"num_archs": 7, "seed": 3}}, "-p")
+    assert out.returncode == 0, out.stderr
+    jobs = planned(out)
+    assert {j["rule"] for j in jobs} >= {"build_graphs", "warmup_supernet", "search_architecture", "retrain_cell", "report"}
+    for job in jobs:
+        assert not [p for p in job["input"] if p.endswith(DARTS_ONLY_MODULES)], job["rule"]
+    stage1 = next(j for j in jobs if j["rule"] == "build_graphs")["shell"]
+    assert "space: nb201" in stage1 and "num_archs" not in stage1
+
+
+def test_unknown_space_is_refused_naming_the_key_and_the_spaces(tmp_path):
+    out = dry_run(tmp_path, {**profile("smoke-darts.yaml"), "space": "foo"})
+    assert out.returncode != 0
+    text = out.stderr + out.stdout
+    assert "'foo' is not one of ['nb201', 'darts']" in text and "instance['space']" in text
+    assert not (tmp_path / "work" / "results").exists()
