@@ -483,6 +483,7 @@ class BatchIterator:
         pad: int = 0,
         drop_last: bool = True,
         cutout: int = 0,
+        memory_format: torch.memory_format = torch.contiguous_format,
     ):
         if len(x) != len(y):
             raise ValueError(f"{len(x)} images but {len(y)} labels")
@@ -499,6 +500,7 @@ class BatchIterator:
         if cutout < 0:
             raise ValueError(f"cutout must be >= 0 (0 = off), got {cutout}")
         self.augment, self.pad, self.drop_last, self.cutout = augment, pad, drop_last, cutout
+        self.memory_format = memory_format
 
     def __len__(self) -> int:
         n = len(self.x)
@@ -513,4 +515,4 @@ class BatchIterator:
                 xb = augment_batch(xb, self.generator, self.pad, cutout=self.cutout)
             else:  # asked for explicitly, cutout applies without crop and flip too
                 xb = cutout_batch(xb, self.generator, self.cutout)
-            yield xb, self.y[idx]
+            yield xb.contiguous(memory_format=self.memory_format), self.y[idx]

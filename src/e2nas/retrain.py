@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from e2nas import spaces
 from e2nas.checkpoint import CheckpointError, EpochCheckpoint, atomic_save, write_json
 from e2nas.layers import count_flops
+from e2nas.runtime import memory_format
 from e2nas.training import evaluate, fit_epochs, make_sgd, seeded_init, split_digest, stage_generators, step_schedule
 
 log = logging.getLogger(__name__)
@@ -136,13 +137,15 @@ def run_retrain(
     device = torch.device(device)
     text = sp.canonical_text(arch)
     gens = stage_generators(seed, sp.retrain_generators)
-    net = build_network(space, text, cfg, data.num_classes, data.in_channels, seed).to(device)
+    layout = memory_format(device)
+    net = build_network(space, text, cfg, data.num_classes, data.in_channels, seed).to(device, memory_format=layout)
     params = sp.count_params(net)
     hooks = sp.training_hooks(net, cfg, device, gens)
 
     opt, sched = make_sgd(net.parameters(), cfg.epochs, cfg.lr, cfg.lr_min, cfg.momentum, cfg.nesterov, cfg.weight_decay)
     x, y = _train_images(data, split, cfg.train_subset)
-    batches = BatchIterator(x, y, cfg.batch_size, device, gens["data"], data.augment and cfg.augment, data.pad, cutout=cfg.cutout)
+    batches = BatchIterator(x, y, cfg.batch_size, device, gens["data"], data.augment and cfg.augment, data.pad,
+                            cutout=cfg.cutout, memory_format=layout)
     per_step = cfg.lr_schedule == "step"
     if per_step:
         sched = step_schedule(opt, cfg.epochs, len(batches), cfg.lr_min, cfg.warmup_epochs)
@@ -160,7 +163,7 @@ def run_retrain(
     metrics = {
         "arch": text,
         "space": space,
-        "test_accuracy": evaluate(net, test_x, test_y, cfg.eval_batch_size),
+        "test_accuracy": evaluate(net, test_x.contiguous(memory_format=layout), test_y, cfg.eval_batch_size),
         "params": params,
         "flops": count_flops(net, (data.in_channels, data.image_size, data.image_size)),
         "train_seconds": elapsed,

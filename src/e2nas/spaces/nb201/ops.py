@@ -2,7 +2,8 @@
 
 The ops follow NAS-Bench-201 (Dong & Yang, ICLR 2020): `none` (zero), `skip_connect`
 (identity), `nor_conv_1x1` / `nor_conv_3x3` (ReLU-Conv-BN), `avg_pool_3x3` (stride 1, pad 1,
-count_include_pad=False). Every cell op keeps the channel count and the resolution.
+count_include_pad=False; computed as a separable box sum, `layers.AvgPool3x3`). Every cell op
+keeps the channel count and the resolution.
 
 One difference from the benchmark's code: its ReLUConvBN gives the convolution a bias when
 the BatchNorm has no affine parameters (`bias=not affine`). A bias right before a BatchNorm is
@@ -18,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from e2nas.layers import ReLUConvBN, batch_norm
+from e2nas.layers import AvgPool3x3, ReLUConvBN, batch_norm
 from e2nas.spaces.nb201.cells import EDGES, NUM_NODES, OPS
 
 NONE = OPS.index("none")
@@ -44,7 +45,7 @@ def make_op(name: str, channels: int, affine: bool, track: bool) -> nn.Module:
     if name == "nor_conv_3x3":
         return ReLUConvBN(channels, channels, 3, 1, 1, affine, track)
     if name == "avg_pool_3x3":
-        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+        return AvgPool3x3()
     raise ValueError(f"unknown NB201 op {name!r}; known: {', '.join(OPS)}")
 
 
