@@ -6,12 +6,13 @@ seeds agree: Kendall τ between the seed columns over all cells, over the valid 
 without `none`), and over the top half (by the mean of both seeds, where a search's winners
 are), plus the seed-to-seed difference and the cost of one training. A table is only as good
 as that agreement: a found cell's percentile means nothing when two seeds of one cell differ
-more than cells do.
+more than cells do. With $E2NAS_NB201_TABLE set it also gives the protocol's τ against NB201's
+CIFAR-10 accuracies: whether the short training orders cells as a full one does.
 
 Every training is appended to a JSON-lines log as it ends, so a killed run resumes where it
 stopped; `--record` appends the summary to benchmarks/RESULTS.md.
 
-    python benchmarks/table_protocol.py --cells 24 --protocol base:epochs=3,train_subset=10000,lr=0.05 \
+    python benchmarks/table_protocol.py --cells 16 --protocol base:epochs=3,train_subset=10000,lr=0.05 \
         --protocol step:epochs=3,train_subset=10000,lr=0.05,lr_schedule=step [--record]
 """
 
@@ -33,6 +34,7 @@ from scipy.stats import kendalltau
 from e2nas.data import DataConfig, load_dataset, split_for
 from e2nas.retrain import RetrainConfig, run_retrain
 from e2nas.spaces import nb201
+from e2nas.tables.nb201 import Nb201Table
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LOG = REPO / "results" / "table_protocol.jsonl"
@@ -76,7 +78,7 @@ def kendall(a, b) -> float:
     return float(kendalltau(a, b).statistic) if len(a) >= 2 else float("nan")
 
 
-def summarize(name: str, rows: list[dict]) -> dict:
+def summarize(name: str, rows: list[dict], table: Nb201Table | None = None) -> dict:
     by_arch: dict[str, dict[int, float]] = {}
     for r in rows:
         by_arch.setdefault(r["arch"], {})[r["seed"]] = r["accuracy"]
@@ -101,6 +103,9 @@ def summarize(name: str, rows: list[dict]) -> dict:
         "diff_sd": float(np.std(s0 - s1, ddof=1)) if len(pairs) > 1 else float("nan"),
         "cell_sd": float(np.sqrt(between)),
         "tau_predicted": float(2 / np.pi * np.arcsin(r)),
+        # Validity, not reliability: does the short protocol order cells as NB201's 200-epoch
+        # CIFAR-10 training does? (A protocol can be reproducible and still measure the wrong thing.)
+        "tau_nb201": kendall(mean, [table.lookup(a)["cifar10"] for a in archs]) if table is not None else float("nan"),
         "valid_range": (float(mean[valid].min()), float(mean[valid].max())) if valid.any() else None,
         "seconds_per_training": float(np.mean([r["seconds"] for r in rows])),
     }
@@ -134,16 +139,18 @@ def main() -> None:
                 done[(name, arch, seed)] = row
                 print(f"{name} cell {i + 1}/{len(cells)} seed {seed}: {acc:.2f}% in {seconds:.1f} s", flush=True)
     lines = [
-        "| protocol | settings | cells | τ all | τ valid | τ top half | τ from variances | sd of seed difference | sd of cells | valid cells span | s / training |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+        "| protocol | settings | cells | τ all | τ valid | τ top half | τ from variances | sd of seed difference | sd of cells | "
+        "valid cells span | τ vs NB201 C-10 | s / training |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
+    table = Nb201Table.from_env()
     for name, settings in protocols:
-        s = summarize(name, [r for (p, a, _), r in done.items() if p == name and a in cells])
+        s = summarize(name, [r for (p, a, _), r in done.items() if p == name and a in cells], table)
         span = f"{s['valid_range'][0]:.1f}–{s['valid_range'][1]:.1f}" if s["valid_range"] else "–"
         lines.append(
             f"| {name} | {', '.join(f'{k}={v}' for k, v in settings.items())} | {s['cells']} | {s['tau_all']:.2f} | "
             f"{s['tau_valid']:.2f} | {s['tau_top_half']:.2f} | {s['tau_predicted']:.2f} | {s['diff_sd']:.2f} | {s['cell_sd']:.2f} | "
-            f"{span} | {s['seconds_per_training']:.1f} |"
+            f"{span} | {s['tau_nb201']:.2f} | {s['seconds_per_training']:.1f} |"
         )
     table = "\n".join(lines)
     print(table)
