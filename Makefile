@@ -4,8 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CORES ?= 8
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
-# The NB201 accuracy table: your own via E2NAS_NB201_TABLE, else the copy beside the checkout.
-export E2NAS_NB201_TABLE ?= $(wildcard $(CURDIR)/../shared/benchmarks/nb201_test_accuracy.csv)
+# The NB201 accuracy table ships with the package (src/e2nas/tables/); E2NAS_NB201_TABLE overrides it.
 
 .PHONY: setup data run test test-fast lint mlflow-ui clean-venv
 

@@ -17,6 +17,7 @@ include: "workflow/rules/vgae.smk"
 include: "workflow/rules/supernet.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/retrain.smk"
+include: "workflow/rules/rank.smk"
 include: "workflow/rules/report.smk"
 
 

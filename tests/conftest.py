@@ -17,15 +17,17 @@ import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_TABLE = REPO.parent / "shared" / "benchmarks" / "nb201_test_accuracy.csv"
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
 def nb201_table_path() -> Path:
-    path = Path(os.environ.get("E2NAS_NB201_TABLE", SHARED_TABLE))
-    if not path.is_file():
+    """The table the stages use (the shipped one unless E2NAS_NB201_TABLE names another)."""
+    from e2nas.tables.nb201 import table_path
+
+    path = table_path()
+    if path is None or not path.is_file():
         pytest.skip(f"no NB201 table at {path}")
     return path
 
@@ -61,8 +63,6 @@ def snakemake(project: Path, workdir: Path, *args: str, env: dict | None = None,
 
 def pipeline_env(**extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    if SHARED_TABLE.is_file():
-        env.setdefault("E2NAS_NB201_TABLE", str(SHARED_TABLE))
     env.update(extra)
     return env
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
 from glob import glob
 from pathlib import Path
 
@@ -34,24 +33,17 @@ from e2nas.names import METHODS, RANDOM_METHOD
 SPACE_PARTS = ('drawing',)
 
 
-@dataclass
-class ReportConfig:
-    """Config section `report`."""
-
-    ranking_cells: int = 100  # random cells for the supernet-ranking Kendall τ
-    ranking_images: int = 512  # architecture-half images each of them is scored on
-    ranking_seed: int = 0
-
-
 NB201_KEYS = ("cifar10", "cifar100", "imagenet16_120")
 KEYS = ("dataset", "space", "method", "seed")
-# Columns only NB201 cells have: the benchmark table's accuracies and their percentile.
-NB201_COLUMNS = (*(f"nb201_{k}" for k in NB201_KEYS), "percentile_cifar10")
+# Columns only NB201 cells have: the benchmark table's accuracies and their percentile, and the
+# percentile of the retrain accuracy in the ground-truth table (retrained under its protocol).
+NB201_COLUMNS = (*(f"nb201_{k}" for k in NB201_KEYS), "percentile_cifar10", "ground_truth_percentile")
 COLUMNS = (
     *KEYS,
     "arch",
     *NB201_COLUMNS,
     "test_accuracy",
+    "protocol",
     "params",
     "flops",
     "search_seconds",
@@ -110,6 +102,7 @@ def _retrain_row(path: str) -> dict:
     res = _read_json(path)
     row = {**keys, "retrain_arch": _arch_text(res["arch"], keys["space"])}
     row.update({k: float(res.get(k, math.nan)) for k in ("test_accuracy", "params", "flops", "train_seconds")})
+    row["protocol"] = res.get("protocol") or "config"
     return row
 
 
@@ -118,14 +111,16 @@ def _frame(rows: list[dict], required: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows).reindex(columns=list(dict.fromkeys([*required, *(rows[0] if rows else [])])))
 
 
-def collect_results(search_files: list[str], retrain_files: list[str], table=None) -> pd.DataFrame:
+def collect_results(search_files: list[str], retrain_files: list[str], table=None, ground_truth=None) -> pd.DataFrame:
     """One row per (dataset, space, method, seed), search and retrain files side by side.
 
-    `table` is an NB201 table (`lookup`, `percentile`) or None. A run with only one of the two
-    stages has NaN in the other's columns; a retrain of another cell than its search found raises.
+    `table` is an NB201 table (`lookup`, `percentile`) or None; `ground_truth` the ground-truth
+    table or None: a retrain under its protocol gets its percentile there (`protocol` column:
+    "ground-truth", else "config"). A run with only one of the two stages has NaN in the other's
+    columns; a retrain of another cell than its search found raises.
     """
     search = _frame([_search_row(str(p), table) for p in search_files], [*KEYS, "arch"])
-    retrain = _frame([_retrain_row(str(p)) for p in retrain_files], [*KEYS, "retrain_arch"])
+    retrain = _frame([_retrain_row(str(p)) for p in retrain_files], [*KEYS, "retrain_arch", "test_accuracy", "protocol"])
     df = search.merge(retrain, on=list(KEYS), how="outer")
     both = df["arch"].notna() & df["retrain_arch"].notna()
     clash = df[both & (df["arch"] != df["retrain_arch"])]
@@ -136,6 +131,9 @@ def collect_results(search_files: list[str], retrain_files: list[str], table=Non
             f"but the search found {r['arch']}; rerun the retrain stage"
         )
     df["arch"] = df["arch"].fillna(df["retrain_arch"])
+    on_protocol = df["protocol"].eq("ground-truth") & (ground_truth is not None)
+    df["ground_truth_percentile"] = [ground_truth.percentile(a) if ok else math.nan
+                                     for a, ok in zip(df["test_accuracy"], on_protocol)]
     nb201_rows = df.empty or any(spaces.get(name).has_benchmark_table for name in df["space"].unique())
     df = df.reindex(columns=[c for c in COLUMNS if nb201_rows or c not in NB201_COLUMNS])
     df["seed"] = df["seed"].astype(int)
@@ -314,45 +312,37 @@ def plot_forgetting(trajectories: dict[tuple[str, int], list[dict]], key: str = 
     return fig
 
 
-# ---------------------------------------------------------------- how well the supernet ranks
+# ---------------------------------------------------------------- how well the supernets ranked (stage 6's files)
 
 
-def supernet_ranking(warmup_path: str | os.PathLike, table, cfg: ReportConfig, device="cpu") -> dict:
-    """Kendall τ between warmed-up supernet validation accuracy and NB201 CIFAR-10 table accuracy.
-
-    Over `cfg.ranking_cells` uniformly drawn cells, each scored on the same architecture-half
-    images. A proxy for how well weight sharing ranks cells: other data, shared weights.
-    """
-    import torch
-
-    from e2nas.data import load_dataset
-    from e2nas.warmup import evaluate_path, load_warmup
-
-    net, meta = load_warmup(warmup_path, device)
-    data = load_dataset(meta["dataset"])
-    idx = torch.as_tensor(meta["split"]["arch"])[: cfg.ranking_images]
-    x, y = data.train_x[idx].to(device), data.train_y[idx].to(device)
-    cells = spaces.get(meta["space"]).sample(cfg.ranking_cells, torch.Generator().manual_seed(cfg.ranking_seed))
-    supernet_acc = [evaluate_path(net, x, y, cell) for cell in cells]
-    table_acc = [table.lookup(tuple(cell))["cifar10"] for cell in cells]
-    return {
-        "kendall_tau": kendall_tau(supernet_acc, table_acc),
-        "num_cells": len(cells),
-        "supernet_accuracy": supernet_acc,
-        "table_accuracy": table_acc,
-    }
-
-
-def plot_supernet_ranking(ranking: dict) -> Figure:
-    """Supernet validation accuracy against the table accuracy of the same cells."""
-    ax = _axes(None, size=(5.5, 4.5))
-    ax.scatter(ranking["table_accuracy"], ranking["supernet_accuracy"], s=10)
-    ax.set(xlabel="NB201 CIFAR-10 table accuracy (%)", ylabel="supernet validation accuracy (%)",
-           title=f"supernet ranking: Kendall τ = {ranking['kendall_tau']:.3f} ({ranking['num_cells']} cells)")
-    return ax.figure
+def ranking_frame(ranking_files: list[str]) -> pd.DataFrame:
+    """One row per (seed, supernet) of the rank_supernet files: Kendall τ and Spearman ρ against the
+    ground truth and against the NB201 transfer proxy (NaN where there is none)."""
+    rows = []
+    for path in ranking_files:
+        seed = int(Path(path).stem[len("seed"):])
+        for name, entry in _read_json(path)["supernets"].items():
+            row = {"seed": seed, "supernet": name}
+            for ref in ("ground_truth", "nb201_cifar10"):
+                for stat in ("kendall_tau", "spearman_rho"):
+                    row[f"{stat}_{ref}"] = (entry.get(ref) or {}).get(stat, math.nan)
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------- the report's figures
+
+
+def ground_truth_note(frame: pd.DataFrame) -> str:
+    """Whether the retrain accuracies have a percentile in the ground-truth table: only cells retrained
+    under its protocol (retrain.protocol: ground-truth) are comparable with it."""
+    protocols = set(frame["protocol"].dropna())
+    if protocols == {"ground-truth"}:
+        return "Every cell was retrained under the ground-truth table's protocol: `ground_truth_percentile` places it among the table's trainings."
+    if "ground-truth" in protocols:
+        return "Only some cells were retrained under the ground-truth table's protocol; the others have no percentile."
+    return ("The cells were retrained under this run's own retrain settings, not the ground-truth table's protocol: "
+            "their accuracies have no percentile in the table (set retrain.protocol: ground-truth to get one).")
 
 
 def transfer_proxy_label(frame: pd.DataFrame) -> str:

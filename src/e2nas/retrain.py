@@ -60,6 +60,9 @@ class RetrainConfig:
     lr_schedule: str = "epoch"
     warmup_epochs: float = 0.0  # linear learning-rate warm-up, with lr_schedule "step" only
     augment: bool = True  # random crop + horizontal flip of the training batches
+    # "ground-truth": every setting (and the data split) comes from the ground-truth table's
+    # protocol (e2nas.tables.fashion_mnist), so a found cell's test accuracy has a percentile there.
+    protocol: str | None = None
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "channels", "cells_per_stage", "layers", "eval_batch_size"):
@@ -73,6 +76,8 @@ class RetrainConfig:
             raise ValueError(f"retrain.drop_path_prob must be in [0, 1) (0 = off), got {self.drop_path_prob}")
         if self.cutout < 0:
             raise ValueError(f"retrain.cutout must be >= 0 pixels (0 = off), got {self.cutout}")
+        if self.protocol not in (None, GROUND_TRUTH):
+            raise ValueError(f"retrain.protocol must be {GROUND_TRUTH!r} or null, got {self.protocol!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"retrain.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.warmup_epochs < 0 or (self.warmup_epochs > 0 and self.lr_schedule != "step"):
@@ -83,6 +88,29 @@ class RetrainConfig:
 
 
 LR_SCHEDULES = ("epoch", "step")
+GROUND_TRUTH = "ground-truth"
+
+
+def stage_settings(retrain: dict, data: dict, dataset: str):
+    """(RetrainConfig, DataConfig) a stage-5 job trains under: the config's sections, or with
+    `retrain: {protocol: ground-truth}` the ground-truth table's protocol and split, so that a found
+    cell's test accuracy is one more training of the table and has a percentile in it."""
+    from e2nas.data import DataConfig
+
+    if retrain.get("protocol") is None:
+        return RetrainConfig(**retrain), DataConfig(**data)
+    from e2nas.tables.fashion_mnist import PROTOCOL_JSON, GroundTruthTable
+
+    others = sorted(set(retrain) - {"protocol"})
+    if others:
+        raise ValueError(f"retrain.protocol {GROUND_TRUTH!r} takes every setting from the table ({PROTOCOL_JSON}); "
+                         f"remove retrain.{', retrain.'.join(others)} from the config")
+    table = GroundTruthTable.load()
+    if table.provenance["dataset"] != dataset:
+        raise ValueError(f"the ground-truth table is of {table.provenance['dataset']!r}, but this run trains on {dataset!r}: "
+                         f"remove retrain.protocol from the config")
+    protocol = table.protocol
+    return RetrainConfig(**protocol.retrain, protocol=GROUND_TRUTH), DataConfig(split_seed=protocol.split_seed, subset_per_half=None)
 
 
 def _train_images(data, split: dict, subset: int | None) -> tuple[Tensor, Tensor]:
@@ -170,6 +198,7 @@ def run_retrain(
         "dataset": data.name,
         "seed": seed,
         "epochs": cfg.epochs,
+        "protocol": cfg.protocol,
         "test_images": len(test_y),
         "history": history,
     }

@@ -103,6 +103,7 @@ def train_epoch(
 
 
 @torch.no_grad()
+@torch.no_grad()  # scores only: no autograd graph to build or hold
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256, forward=None) -> float:
     """Accuracy (%) of forward(x) (default model(x)) in eval mode, over batches moved to the model's device.
 

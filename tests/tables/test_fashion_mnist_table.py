@@ -12,6 +12,7 @@ from e2nas.data import ImageData
 from e2nas.spaces import nb201
 from e2nas.spaces.nb201.references import REFERENCES
 from e2nas.tables import fashion_mnist as gt
+from e2nas.tables import fashion_mnist_build as builder
 
 torch.set_num_threads(1)
 
@@ -58,10 +59,10 @@ def test_table_cells_are_a_seeded_uniform_draw_then_the_references():
 
 def test_build_writes_both_seeds_per_cell_and_resumes_from_the_csv(tmp_path, monkeypatch):
     protocol, data = tiny_protocol(), tiny_data()
-    full = gt.build(protocol, tmp_path / "a.csv", tmp_path / "a.json", progress=False, data=data)
+    full = builder.build(protocol, tmp_path / "a.csv", tmp_path / "a.json", progress=False, data=data)
     assert list(full.frame["arch"]) == gt.table_cells(protocol) and len(full) == 5
 
-    real, calls = gt.train_cell, {"n": 0}
+    real, calls = builder.train_cell, {"n": 0}
 
     def dies_on_the_fifth_training(*args, **kwargs):
         calls["n"] += 1
@@ -69,18 +70,42 @@ def test_build_writes_both_seeds_per_cell_and_resumes_from_the_csv(tmp_path, mon
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(gt, "train_cell", dies_on_the_fifth_training)
+    monkeypatch.setattr(builder, "train_cell", dies_on_the_fifth_training)
     with pytest.raises(KeyboardInterrupt):
-        gt.build(protocol, tmp_path / "b.csv", tmp_path / "b.json", progress=False, data=data)
+        builder.build(protocol, tmp_path / "b.csv", tmp_path / "b.json", progress=False, data=data)
     assert len(pd.read_csv(tmp_path / "b.csv")) == 2  # two cells written, the third lost with the kill
-    monkeypatch.setattr(gt, "train_cell", real)
-    resumed = gt.build(protocol, tmp_path / "b.csv", tmp_path / "b.json", progress=False, data=data)
+    monkeypatch.setattr(builder, "train_cell", real)
+    resumed = builder.build(protocol, tmp_path / "b.csv", tmp_path / "b.json", progress=False, data=data)
     pd.testing.assert_frame_equal(resumed.frame, full.frame)
     meta = json.loads((tmp_path / "b.json").read_text())
     assert meta["rows"] == 5 and meta["train_seconds"] > 0 and meta["noise_ceiling"]["cells"] == 5
 
     with pytest.raises(gt.GroundTruthError, match="another protocol"):
-        gt.build(tiny_protocol(cell_seed=5), tmp_path / "b.csv", tmp_path / "b.json", progress=False, data=data)
+        builder.build(tiny_protocol(cell_seed=5), tmp_path / "b.csv", tmp_path / "b.json", progress=False, data=data)
+
+
+def test_workers_build_one_table_together_without_losing_a_row(tmp_path, monkeypatch):
+    """Two workers at once (threads here, processes or machines in use) split the missing cells and
+    each adds its rows to the file as it is then: together they write exactly the table, every row once."""
+    import threading
+
+    protocol = gt.Protocol(cells=12, cell_seed=2)
+    cells = gt.table_cells(protocol)
+    fake = {a: (50.0 + i, 60.0 + i) for i, a in enumerate(cells)}
+    monkeypatch.setattr(builder, "train_cell", lambda data, split, arch, cfg, seed, device: (fake[arch][seed], 0.01))
+    data = tiny_data()
+    workers = [threading.Thread(target=builder.build, args=(protocol, tmp_path / "t.csv", tmp_path / "t.json"),
+                                kwargs={"progress": False, "data": data, "worker": (k, 2)}) for k in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    table = gt.GroundTruthTable.load(tmp_path / "t.csv", tmp_path / "t.json")
+    assert sorted(table.frame["arch"]) == sorted(cells)
+    assert all(tuple(r[1:]) == fake[r[0]] for r in table.frame.itertuples(index=False))
+    assert table.provenance["rows"] == len(cells) and table.provenance["train_seconds"] == pytest.approx(0.02 * len(cells))
+    with pytest.raises(gt.GroundTruthError, match="worker"):
+        builder.build(protocol, tmp_path / "t.csv", tmp_path / "t.json", progress=False, data=data, worker=(2, 2))
 
 
 # ---------------------------------------------------------------- reading and judging

@@ -1,8 +1,9 @@
+import json
 import logging
 
 import pytest
 
-from e2nas.tables.nb201 import ENV_VAR, Nb201Table, TableError
+from e2nas.tables.nb201 import ENV_VAR, SHIPPED_TABLE, Nb201Table, TableError, table_path
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
@@ -32,10 +33,22 @@ def test_lookup_known_cells(table):
 
 
 def test_no_table_is_a_logged_note(monkeypatch, caplog):
-    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setenv(ENV_VAR, "none")
     with caplog.at_level(logging.WARNING):
         assert Nb201Table.from_env() is None
     assert ENV_VAR in caplog.text
+
+
+def test_the_package_ships_the_whole_table_and_the_variable_overrides_it(monkeypatch, tmp_path):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    shipped = Nb201Table.from_env()
+    assert table_path() == SHIPPED_TABLE and len(shipped) == 15625 and shipped.frame.index.is_unique
+    assert shipped.lookup(BEST)["cifar10"] == pytest.approx(94.3633, abs=1e-4)
+    assert json.loads(SHIPPED_TABLE.with_suffix(".json").read_text())["rows"] == 15625  # its provenance beside it
+    own = tmp_path / "own.csv"
+    own.write_text("arch,cifar10,cifar100,imagenet16_120\n" + BEST + ",50,40,30\n")
+    monkeypatch.setenv(ENV_VAR, str(own))
+    assert Nb201Table.from_env().lookup(BEST)["cifar10"] == 50.0
 
 
 def test_wrong_columns_name_the_file(tmp_path):

@@ -9,7 +9,7 @@ from snakemake.utils import validate
 from conftest import REPO
 from e2nas.data import DataConfig
 from e2nas.graphs import GraphsConfig
-from e2nas.report import ReportConfig
+from e2nas.ranking import RankingConfig
 from e2nas.retrain import RetrainConfig
 from e2nas.search import SearchConfig
 from e2nas.vgae import VGAEConfig
@@ -23,9 +23,9 @@ SECTIONS = {
     "warmup": WarmupConfig,
     "search": SearchConfig,
     "retrain": RetrainConfig,
-    "report": ReportConfig,
+    "ranking": RankingConfig,
 }
-OPTIONAL = {"graphs"}  # sections a profile may leave out (their dataclass defaults apply)
+OPTIONAL = {"graphs", "ranking"}  # sections a profile may leave out (their dataclass defaults apply)
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 PROFILES = sorted((REPO / "config").glob("*.yaml"))
 DARTS_PROFILES = [p for p in PROFILES if yaml.safe_load(p.read_text())["space"] == "darts"]

@@ -36,7 +36,8 @@ def test_mlflow_holds_every_stage_with_notebook(smoke_pipeline):
     exp = client.get_experiment_by_name("smoke")
     runs = client.search_runs([exp.experiment_id])
     stages = {r.data.tags["stage"] for r in runs}
-    assert stages == {"build_graphs", "pretrain_vgae", "warmup_supernet", "search_architecture", "retrain_cell", "report"}
+    assert stages == {"build_graphs", "pretrain_vgae", "warmup_supernet", "search_architecture", "retrain_cell", "rank_supernet",
+                      "report"}
     assert len({r.data.tags["pipeline_invocation"] for r in runs}) == 1
     stage1 = next(r for r in runs if r.data.tags["stage"] == "build_graphs")
     assert stage1.info.status == "FINISHED"
@@ -88,11 +89,12 @@ def test_editing_the_vgae_reruns_no_baseline(smoke_pipeline):
 EDITS = {
     "src/e2nas/graphs.py": {"build_graphs", "pretrain_vgae", "search_architecture"},  # the search: E2NAS's encodings
     "src/e2nas/vgae/train.py": {"pretrain_vgae", "search_architecture"},
-    "src/e2nas/warmup.py": {"warmup_supernet", "search_architecture", "report"},
+    "src/e2nas/warmup.py": {"warmup_supernet", "search_architecture", "rank_supernet"},
     "src/e2nas/search/e2nas.py": {"search_architecture"},
     "src/e2nas/search/baselines.py": {"search_architecture"},
     "src/e2nas/retrain.py": {"retrain_cell"},
     "src/e2nas/report.py": {"report"},
+    "src/e2nas/ranking.py": {"rank_supernet"},
 }
 
 
@@ -106,7 +108,8 @@ def test_editing_a_module_reruns_exactly_the_jobs_that_run_it(smoke_pipeline, pa
         jobs = planned_jobs(smoke_pipeline)
     # The jobs whose code includes the file (computed from the copied project's own sources) ...
     notebooks = {"build_graphs": "01_graph_dataset", "pretrain_vgae": "02_vgae_pretrain", "warmup_supernet": "03_supernet_warmup",
-                 "search_architecture": "04_search", "retrain_cell": "05_retrain", "report": "06_report"}
+                 "search_architecture": "04_search", "retrain_cell": "05_retrain", "rank_supernet": "06_rank_supernet",
+                 "report": "07_report"}
     direct = set()
     for rule, wc in jobs:
         if rule in notebooks:
@@ -120,3 +123,15 @@ def test_editing_a_module_reruns_exactly_the_jobs_that_run_it(smoke_pipeline, pa
     if path.endswith(("e2nas.py", "baselines.py")):
         searched = {re.search(r"method=([\w-]+)", wc).group(1) for rule, wc in jobs if rule == "search_architecture"}
         assert searched == ({"e2nas"} if path.endswith("e2nas.py") else {"gdas", "darts", "rsps"})
+
+
+def test_every_supernet_is_ranked_against_the_ground_truth_and_the_proxy(smoke_pipeline):
+    cfg, results = smoke_pipeline["config"], smoke_pipeline["workdir"] / "results" / "smoke"
+    ranking = json.loads((results / "ranking" / "fashion-mnist" / "nb201" / "seed0.json").read_text())
+    assert set(ranking["supernets"]) == {"warm-up", *cfg["methods"]} and len(ranking["cells"]) == cfg["ranking"]["cells"]
+    for entry in ranking["supernets"].values():
+        assert len(entry["accuracy"]) == len(ranking["cells"])
+        assert -1 <= entry["ground_truth"]["kendall_tau"] <= 1 and -1 <= entry["nb201_cifar10"]["kendall_tau"] <= 1
+    assert ranking["noise_ceiling"]["cells"] >= 2 and "kendall_tau" in ranking["ground_truth_vs_nb201"]
+    for method in cfg["methods"]:  # stage 4 keeps each searched supernet for the ranking
+        assert (results / "search" / "fashion-mnist" / "nb201" / method / "seed0" / "supernet.pt").is_file()

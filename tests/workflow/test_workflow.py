@@ -100,7 +100,8 @@ def test_darts_profile_plans_every_stage_on_darts_paths(tmp_path, name):
             assert all("/darts" in path for path in job["output"]), job
     report = next(j for j in jobs if j["rule"] == "report")
     stage_files = [p for p in report["input"] if p.startswith("results/")]
-    assert len(stage_files) == count("search_architecture") + count("retrain_cell") + count("warmup_supernet")
+    assert len(stage_files) == count("search_architecture") + count("retrain_cell")  # no ranking: DARTS has no table
+    assert count("rank_supernet") == 0
     assert all("/darts/" in p for p in stage_files), stage_files
     # Each DARTS job runs the package's core and the parts its stage builds; no job runs NB201's files.
     def darts_files(job):

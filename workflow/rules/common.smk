@@ -1,4 +1,5 @@
 # Paths, parameters and input helpers shared by the stage rules.
+import json
 import os
 import shlex
 import sys
@@ -77,7 +78,8 @@ def settings(parameters):
 def stage_yaml(rule_name, log_path, wildcards, inputs, outputs, tags, **parameters):
     """The one YAML document papermill injects into a stage notebook.
 
-    `inputs` / `outputs`: the rule's named files (code inputs are left out); `tags`: the MLflow
+    `inputs` / `outputs`: the rule's named files (code and the tables read from where the library finds
+    them are left out); `tags`: the MLflow
     tags naming this invocation (space, dataset, method, seed); `parameters`: config sections.
     """
     wc = dict(wildcards.items())
@@ -85,7 +87,7 @@ def stage_yaml(rule_name, log_path, wildcards, inputs, outputs, tags, **paramete
     doc = {
         **parameters,
         "device": config.get("device", "auto"),
-        "inputs": {k: v if isinstance(v, str) else list(v) for k, v in inputs.items() if k not in ("notebook", "code")},
+        "inputs": {k: v if isinstance(v, str) else list(v) for k, v in inputs.items() if k not in ("notebook", "code", "tables")},
         "outputs": {k: str(v) for k, v in outputs.items()},
         "tracking": {
             "experiment": config["run"],
@@ -116,6 +118,58 @@ def search_result(dataset, space, method, seed):
     return f"{RESULTS}/search/{dataset}/{space}/{method}/seed{seed}/result.json"
 
 
+def searched_supernet(dataset, space, method, seed):
+    return f"{RESULTS}/search/{dataset}/{space}/{method}/seed{seed}/supernet.pt"
+
+
+def ranking_path(dataset, space, seed):
+    return f"{RESULTS}/ranking/{dataset}/{space}/seed{seed}.json"
+
+
+def space_has_table(space):
+    """Whether cells of `space` have table accuracies to rank supernets against (NB201; not DARTS)."""
+    from e2nas import spaces
+
+    return spaces.get(space).has_benchmark_table
+
+
+def ground_truth_files(dataset):
+    """The ground-truth table a stage on `dataset` reads (none where it has none): inputs, so that
+    rebuilding it reruns what depends on it."""
+    from e2nas.tables.fashion_mnist import DATASET, PROTOCOL_JSON, TABLE_CSV
+
+    return [str(TABLE_CSV), str(PROTOCOL_JSON)] if dataset == DATASET else []
+
+
+def ground_truth_protocol():
+    """The ground-truth table's protocol (its JSON's `protocol`; None without the file, which the job then
+    names): a parameter of the retrains under it, so that another protocol reruns them and rows added
+    to the table do not."""
+    from e2nas.tables.fashion_mnist import PROTOCOL_JSON
+
+    return json.loads(PROTOCOL_JSON.read_text())["protocol"] if PROTOCOL_JSON.is_file() else None
+
+
+def nb201_table_files(space):
+    """The NB201 table a stage of `space` looks cells up in (the shipped one, $E2NAS_NB201_TABLE, or none):
+    an input, so that pointing at another table reruns what shows its accuracies."""
+    from e2nas.tables.nb201 import table_path
+
+    path = table_path()
+    return [str(path)] if path is not None and space_has_table(space) else []
+
+
+def get_rank_inputs(wc):
+    return {
+        "notebook": notebook("06_rank_supernet"),
+        "code": code("06_rank_supernet", wc.space),
+        "warmup": warmup_path(wc.dataset, wc.space, wc.seed),
+        "supernets": [searched_supernet(wc.dataset, wc.space, m, wc.seed) for m in config["methods"]],
+        "ground_truth": ground_truth_files(wc.dataset),
+        "tables": nb201_table_files(wc.space),
+    }
+
+
 def retrain_metrics(dataset, space, method, seed):
     return f"{RESULTS}/retrain/{dataset}/{space}/{method}/seed{seed}/metrics.json"
 
@@ -131,6 +185,7 @@ def get_search_inputs(wc):
         "notebook": notebook("04_search"),
         "warmup": warmup_path(wc.dataset, wc.space, wc.seed),
         "code": code("04_search", wc.space, wc.method),
+        "tables": nb201_table_files(wc.space),
     }
     if wc.method in E2NAS_METHODS:
         inputs["vgae"] = f"{RESULTS}/vgae/{wc.space}/model.pt"
@@ -151,12 +206,15 @@ def get_retrain_inputs(wc):
 def get_report_inputs(wc):
     space = config["space"]
     searched = configured(config["methods"])
+    ranked = space_has_table(space)
     return {
-        "notebook": notebook("06_report"),
-        "code": code("06_report", space),
+        "notebook": notebook("07_report"),
+        "code": code("07_report", space),
         "results": [search_result(d, space, m, s) for d, m, s in searched],
         "retrained": [retrain_metrics(d, space, m, s) for d, m, s in searched + configured([RANDOM_METHOD])],
-        "warmups": [warmup_path(d, space, s) for d in config["datasets"] for s in config["seeds"]],
+        "rankings": [ranking_path(d, space, s) for d in config["datasets"] for s in config["seeds"]] if ranked else [],
+        "ground_truth": [f for d in config["datasets"] for f in ground_truth_files(d)],
+        "tables": nb201_table_files(space),
     }
 
 

@@ -2,7 +2,7 @@
 
 
 def report_parameters(wc):
-    return {"space": config["space"], "report": section("report"), "data": section("data")}
+    return {"space": config["space"]}
 
 
 rule report:

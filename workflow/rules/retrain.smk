@@ -2,11 +2,16 @@
 
 
 def retrain_cell_parameters(wc):
-    return {
+    # The whole `data` section stays a parameter: under retrain.protocol ground-truth the split is
+    # the table's, but a changed section must still rerun what it would change otherwise.
+    parameters = {
         "space": wc.space, "dataset": wc.dataset, "method": wc.method, "seed": int(wc.seed),
         "data": section("data"), "retrain": section("retrain"),
         "checkpoint": checkpoint_path("retrain_cell", f"{wc.dataset}/{wc.space}/{wc.method}/seed{wc.seed}"),
     }
+    if section("retrain").get("protocol"):
+        parameters["ground_truth_protocol"] = ground_truth_protocol()
+    return parameters
 
 
 rule retrain_cell:

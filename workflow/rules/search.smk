@@ -13,6 +13,7 @@ rule search_architecture:
         unpack(get_search_inputs),
     output:
         result=search_result("{dataset}", "{space}", "{method}", "{seed}"),
+        supernet=searched_supernet("{dataset}", "{space}", "{method}", "{seed}"),
     log:
         notebook=log_notebook("search_architecture", "{dataset}/{space}/{method}/seed{seed}"),
     params:

@@ -10,6 +10,7 @@ rule pretrain_vgae:
         notebook=notebook("02_vgae_pretrain"),
         graphs=f"{RESULTS}/graphs/{{space}}.pt",
         code=lambda wc: code("02_vgae_pretrain", wc.space),
+        tables=lambda wc: nb201_table_files(wc.space),
     output:
         model=f"{RESULTS}/vgae/{{space}}/model.pt",
         metrics=f"{RESULTS}/vgae/{{space}}/metrics.json",

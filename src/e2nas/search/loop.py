@@ -15,7 +15,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from e2nas import spaces
-from e2nas.checkpoint import EpochCheckpoint, check_finite, write_json
+from e2nas.checkpoint import EpochCheckpoint, atomic_save, check_finite, write_json
 from e2nas.names import METHOD_MODULES, METHODS
 from e2nas.search.config import SearchConfig
 from e2nas.search.harness import EpochStats, Harness
@@ -100,6 +100,7 @@ def run_search(
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
     graphs_path: str | os.PathLike | None = None,
+    supernet_path: str | os.PathLike | None = None,
 ) -> dict:
     """Search with `method` on the warmed-up supernet; write and return result.json's dict.
 
@@ -109,6 +110,7 @@ def run_search(
     ignored in the DARTS space).
     The space (NB201 or DARTS) is the warm-up file's. graphs_path: stage 1's graphs (E2NAS
     methods: their encodings make the manifold term and σ_max's default).
+    supernet_path: where the searched supernet goes, in the warm-up file's format (stage 6 ranks with it).
     Checkpoints every epoch at checkpoint_path, resumes from it, deletes it on success.
     on_epoch(record) runs after each epoch's checkpoint (e.g. to log metrics).
     """
@@ -177,6 +179,8 @@ def run_search(
         **searcher.result_extras(),
         "trajectory": trajectory,
     }
+    if supernet_path is not None:
+        atomic_save({**meta, "model": harness.net.state_dict(), "method": method, "search_seed": seed}, supernet_path)
     write_json(result, result_path)
     Path(checkpoint_path).unlink(missing_ok=True)
     return result

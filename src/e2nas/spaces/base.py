@@ -160,6 +160,12 @@ class Space:
     def grouped_losses(self, net: nn.Module, x: Tensor, y: Tensor, paths: list[Cell]) -> Tensor:
         raise NotImplementedError(f"the {self.name} supernet has no grouped pass")
 
+    # -- published cells
+
+    def reference_cells(self) -> dict:
+        """Well-known cells of the space by name ({name: ReferenceCell(name, arch, source)})."""
+        return self.part("references").REFERENCES
+
     # -- pictures
 
     def draw(self, cell, ax, title: str | None = None):

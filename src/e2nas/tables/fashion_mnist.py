@@ -8,22 +8,14 @@ Its noise ceiling is the Kendall τ between the two seed columns: no ranking of 
 with the table better than the table agrees with itself.
 
 The CSV (`arch,fashion_mnist_seed0,fashion_mnist_seed1`, accuracies in %) and its protocol and
-provenance (JSON) ship with the package. `build` regenerates it and resumes from the CSV
-itself, so the table can grow across days and machines:
-
-    python -m e2nas.tables.fashion_mnist build --cells 200 [--device cuda]
-    python -m e2nas.tables.fashion_mnist summary
+provenance (JSON) ship with the package. This module reads them (stages that judge cells import
+it); `e2nas.tables.fashion_mnist_build` trains the cells, so that only it runs the retrain code.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
-import subprocess
-import tempfile
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -63,30 +55,15 @@ class Protocol:
     cell_seed: int = 0  # ... with this seed (duplicates dropped), then the reference cells
     references: tuple[str, ...] = ("nb201-best", "nb201-all-skip")
 
-    def retrain_config(self):
-        from e2nas.retrain import RetrainConfig
-
-        return RetrainConfig(**self.retrain)
-
 
 def table_cells(protocol: Protocol) -> list[str]:
     """The table's cells in order: the seeded uniform sample (first draw of each cell), then the references."""
     import torch
 
-    from e2nas.spaces.nb201.references import REFERENCES
-
     nb201 = spaces.get("nb201")
+    references = nb201.reference_cells()
     drawn = [nb201.format(c) for c in nb201.sample(protocol.cells, torch.Generator().manual_seed(protocol.cell_seed))]
-    return list(dict.fromkeys(drawn + [REFERENCES[name].arch for name in protocol.references]))
-
-
-def git_revision() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=HERE, capture_output=True, text=True, timeout=10)
-        return (out.stdout.strip() or "unknown") + ("+changes" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    return list(dict.fromkeys(drawn + [references[name].arch for name in protocol.references]))
 
 
 class GroundTruthTable:
@@ -102,7 +79,7 @@ class GroundTruthTable:
         csv, meta = Path(csv), Path(meta)
         for path in (csv, meta):
             if not path.is_file():
-                raise GroundTruthError(f"ground-truth table file {path} does not exist; rebuild it: python -m e2nas.tables.fashion_mnist build")
+                raise GroundTruthError(f"ground-truth table file {path} does not exist; rebuild it: python -m e2nas.tables.fashion_mnist_build build")
         frame = read_rows(csv)
         import json
 
@@ -157,6 +134,11 @@ class GroundTruthTable:
                 "spearman_rho": float(spearmanr(mean.to_numpy(), cifar).statistic)}
 
 
+def ground_truth_for(dataset: str) -> GroundTruthTable | None:
+    """The shipped table when `dataset` is the one it measured, else None (there is no ground truth there)."""
+    return GroundTruthTable.load() if dataset == DATASET else None
+
+
 def read_rows(csv: Path) -> pd.DataFrame:
     """The CSV's rows, checked: the columns, one row per canonical NB201 cell, accuracies in [0, 100]."""
     try:
@@ -186,96 +168,3 @@ def write_rows(frame: pd.DataFrame, csv: Path) -> None:
     tmp = csv.with_name(f".{csv.name}.tmp{os.getpid()}")
     frame.astype({c: float for c in COLUMNS[1:]}).to_csv(tmp, index=False, float_format="%.2f")
     os.replace(tmp, csv)
-
-
-def train_cell(data, split, arch: str, cfg, seed: int, device) -> tuple[float, float]:
-    """(test accuracy %, training seconds) of one cell trained under the protocol with `seed`."""
-    from e2nas.retrain import run_retrain
-
-    with tempfile.TemporaryDirectory() as tmp:
-        metrics, _ = run_retrain(data, split, arch, cfg, seed, f"{tmp}/metrics.json", f"{tmp}/ckpt.pt",
-                                 device=device, progress=False, space="nb201")
-    return metrics["test_accuracy"], metrics["train_seconds"]
-
-
-def build(
-    protocol: Protocol, csv: Path = TABLE_CSV, meta: Path = PROTOCOL_JSON, device: str = "cpu", progress: bool = True, data=None
-) -> GroundTruthTable:
-    """Train every cell of `protocol` missing from the CSV (both seeds, then the row is written) and
-    update the provenance. A kill loses at most the cell in progress; rerunning resumes.
-    `data`: the dataset (default: Fashion-MNIST, loaded by `e2nas.data`)."""
-    import json
-
-    import torch
-    from tqdm import tqdm
-
-    from e2nas.checkpoint import write_json
-    from e2nas.data import DataConfig, load_dataset, split_for
-
-    provenance = json.loads(meta.read_text()) if meta.is_file() else {}
-    if provenance and provenance["protocol"] != json.loads(json.dumps(asdict(protocol))):
-        raise GroundTruthError(
-            f"{meta} was built under another protocol ({provenance['protocol']}); a table holds one protocol: "
-            f"build into other files (--csv, --json) or delete these to start over"
-        )
-    frame = read_rows(csv) if csv.is_file() else pd.DataFrame(columns=list(COLUMNS))
-    cells = table_cells(protocol)
-    todo = [a for a in cells if a not in set(frame["arch"])]
-    data = load_dataset(DATASET) if data is None else data
-    split = split_for(data, DataConfig(split_seed=protocol.split_seed, subset_per_half=None))
-    cfg = protocol.retrain_config()
-    provenance = provenance or {"protocol": asdict(protocol), "dataset": DATASET, "seeds": list(SEEDS), "train_seconds": 0.0,
-                                "test_images": len(data.test_y), "revisions": [], "machines": []}
-    revision, machine = git_revision(), f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, {device}, torch {torch.__version__})"
-    for key, value in (("revisions", revision), ("machines", machine)):
-        if value not in provenance[key]:
-            provenance[key].append(value)
-    bar = tqdm(todo, desc="ground-truth table", unit="cell", disable=not progress, ascii=True, mininterval=10)
-    for arch in bar:
-        row, seconds = {"arch": arch}, 0.0
-        for seed in SEEDS:
-            row[f"fashion_mnist_seed{seed}"], s = train_cell(data, split, arch, cfg, seed, device)
-            seconds += s
-        frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True)
-        write_rows(frame, csv)
-        provenance["train_seconds"] += seconds
-        provenance["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        provenance["rows"] = len(frame)
-        write_json(provenance, meta)
-        bar.set_postfix(rows=len(frame), last=f"{row['fashion_mnist_seed0']:.1f}/{row['fashion_mnist_seed1']:.1f}")
-    table = GroundTruthTable(read_rows(csv), provenance, str(csv))
-    provenance["noise_ceiling"] = table.noise_ceiling() if len(table) > 2 else None
-    write_json(provenance, meta)
-    return table
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m e2nas.tables.fashion_mnist", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="train the cells missing from the table (resumes from the CSV)")
-    b.add_argument("--cells", type=int, default=Protocol.cells, help="cells drawn uniformly (the references come on top)")
-    b.add_argument("--cell-seed", type=int, default=Protocol.cell_seed)
-    b.add_argument("--device", default="cpu")
-    b.add_argument("--csv", type=Path, default=TABLE_CSV)
-    b.add_argument("--json", type=Path, default=PROTOCOL_JSON)
-    s = sub.add_parser("summary", help="size, noise ceiling and agreement with NB201's CIFAR-10 table")
-    s.add_argument("--csv", type=Path, default=TABLE_CSV)
-    s.add_argument("--json", type=Path, default=PROTOCOL_JSON)
-    args = parser.parse_args(argv)
-    if args.command == "build":
-        import torch
-
-        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-        table = build(Protocol(cells=args.cells, cell_seed=args.cell_seed), args.csv, args.json, args.device)
-    else:
-        table = GroundTruthTable.load(args.csv, args.json)
-    print(f"{len(table)} cells; noise ceiling {table.noise_ceiling()}")
-    from e2nas.tables.nb201 import Nb201Table
-
-    nb201 = Nb201Table.from_env()
-    if nb201 is not None:
-        print(f"agreement with NB201 CIFAR-10: {table.nb201_agreement(nb201)}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,10 @@
 """The NAS-Bench-201 accuracy table: look up a cell's test accuracies and its rank in the space.
 
-The table is a CSV `arch,cifar10,cifar100,imagenet16_120` (one row per cell, accuracies in %),
-found through `E2NAS_NB201_TABLE`. Without one, look-ups are skipped with a logged note.
+The table is a CSV `arch,cifar10,cifar100,imagenet16_120` (one row per cell, accuracies in %).
+The package ships it (`nb201_test_accuracy.csv`, provenance in `nb201_test_accuracy.json`);
+`E2NAS_NB201_TABLE` names another file instead (e.g. one written by `e2nas.tables.nb201_convert`
+from the official benchmark files), or `none` to run without one (look-ups are then skipped
+with a logged note).
 """
 
 from __future__ import annotations
@@ -23,7 +26,17 @@ def _canonical(cell) -> str:
     return spaces.get("nb201").canonical_text(cell)
 
 ENV_VAR = "E2NAS_NB201_TABLE"
+SHIPPED_TABLE = Path(__file__).resolve().parent / "nb201_test_accuracy.csv"
+NO_TABLE = "none"
 COLUMNS = ("cifar10", "cifar100", "imagenet16_120")
+
+
+def table_path() -> Path | None:
+    """The NB201 table the stages use: $E2NAS_NB201_TABLE when set ('none': no table), else the shipped one."""
+    value = os.environ.get(ENV_VAR, "").strip()
+    if not value:
+        return SHIPPED_TABLE
+    return None if value.lower() == NO_TABLE else Path(value)
 
 
 class TableError(ValueError):
@@ -41,7 +54,7 @@ class Nb201Table:
     def load(cls, path: str | os.PathLike) -> Nb201Table:
         path = Path(path)
         if not path.is_file():
-            raise TableError(f"NB201 table {path} does not exist; fix {ENV_VAR} or unset it to skip look-ups")
+            raise TableError(f"NB201 table {path} does not exist; fix {ENV_VAR} (unset: the shipped table; '{NO_TABLE}': none)")
         try:
             frame = pd.read_csv(path)
         except Exception as exc:
@@ -61,10 +74,10 @@ class Nb201Table:
 
     @classmethod
     def from_env(cls) -> Nb201Table | None:
-        """The table named by $E2NAS_NB201_TABLE, or None (with a logged note) when unset."""
-        path = os.environ.get(ENV_VAR)
-        if not path:
-            log.warning("no NB201 table: %s is unset, so table accuracies are skipped", ENV_VAR)
+        """The table in use (`table_path`), or None (with a logged note) when $E2NAS_NB201_TABLE is 'none'."""
+        path = table_path()
+        if path is None:
+            log.warning("no NB201 table: %s=%s, so table accuracies are skipped", ENV_VAR, NO_TABLE)
             return None
         return cls.load(path)
 
