@@ -1,5 +1,7 @@
 # E2NAS pipeline: graph dataset → VGAE → supernet warm-up → search → retrain → report.
 # Run `snakemake --cores 8`; see README.md for profiles, single-stage reruns and MLflow.
+import sys
+
 from snakemake.utils import min_version, validate
 
 min_version("8.0")
@@ -8,6 +10,15 @@ min_version("8.0")
 configfile: workflow.source_path("config/config.yaml")
 
 
+sys.path.insert(0, f"{workflow.basedir}/src")
+from e2nas.config_check import ConfigError, check  # noqa: E402 (torch-free)
+
+# First the short message naming the key, the value and the fix (no traceback: the config is
+# what is wrong, not the code); then Snakemake's own validation.
+try:
+    check(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml", workflow.configfiles)
+except ConfigError as error:
+    sys.exit(str(error))
 validate(config, workflow.source_path("workflow/schemas/config.schema.yaml"))
 
 

@@ -12,6 +12,10 @@ Where the files are looked for (the first folder that holds them wins):
 When none holds them and `download` allows it, torchvision downloads fashion-mnist and CIFAR
 into the cache (machines without a network fail fast and get a DatasetError saying what to do).
 
+CIFAR's and ImageNet16's files are pickles; e2nas decodes them itself through `_BatchUnpickler`,
+which builds numpy arrays and plain containers only, so a crafted file cannot run code
+(UnsafePickleError names the file and what it asked for).
+
 NAS-Bench-201's protocol: the training set is split into two seeded halves, one to train the
 supernet weights and one for the architecture; the test set is held back for the final stage.
 """
@@ -32,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.datasets import CIFAR10, CIFAR100, FashionMNIST
+from torchvision.datasets.utils import download_and_extract_archive
 
 from e2nas.checkpoint import CheckpointError, atomic_save, safe_load
 
@@ -84,6 +89,10 @@ _SPECS = {
 
 class DatasetError(RuntimeError):
     """Dataset files that cannot be found or read; the message names the places looked and the fix."""
+
+
+class UnsafePickleError(DatasetError, ValueError):
+    """A pickled data file asks for a global that no CIFAR/ImageNet16 batch needs; nothing of it ran."""
 
 
 @dataclass
@@ -223,61 +232,156 @@ def _load_fashion(root, cache: Path, download: bool | None) -> tuple[Tensor, Ten
     return train.data.unsqueeze(1), train.targets.long(), test.data.unsqueeze(1), test.targets.long()
 
 
+# ---------------------------------------------------------------- pickled batches (cifar, imagenet16)
+
+# numpy's array-rebuilding function, wherever this numpy keeps it (numpy._core since numpy 2).
+_RECONSTRUCT = np.empty(0).__reduce__()[0]
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler for CIFAR's and ImageNet16's batches: numpy arrays and plain containers, nothing else.
+
+    Those files are dicts of numpy arrays, lists, ints and strings; pickle asks `find_class` for
+    every global a file names before calling anything, so refusing all but the few an array needs
+    means no other code runs. Admitted (what pickling such dicts asks for, protocols 0-4):
+      - numpy.core.multiarray._reconstruct (python 2's files, as CIFAR's and ImageNet16's are,
+        and numpy < 2) or numpy._core.multiarray._reconstruct (numpy >= 2), numpy.ndarray and
+        numpy.dtype: what an array pickles as;
+      - _codecs.encode, for latin-1 only: python 3 writes bytes in protocols 0-2 as
+        encode(text, "latin1") (python-3 re-dumps of the batches, the tests' files).
+    Not admitted: numpy's scalar (numpy numbers outside arrays), _frombuffer (protocol 5),
+    builtins.bytes (empty bytes in protocol 2) and everything else; no batch needs them.
+    """
+
+    def __init__(self, file, path: Path):
+        super().__init__(file, encoding="latin1")  # python 2's str to str, as torchvision and NB201 read them
+        self._path = path
+        self._allowed = {
+            ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+            ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+            ("numpy", "ndarray"): np.ndarray,
+            ("numpy", "dtype"): np.dtype,
+            ("_codecs", "encode"): self._latin1_bytes,
+        }
+
+    def _refuse(self, what: str) -> UnsafePickleError:
+        return UnsafePickleError(
+            f"refusing to load {self._path}: it asks for {what}, which no image-data file needs; "
+            f"the file is not a CIFAR/ImageNet16 batch, or it was tampered with"
+        )
+
+    def _latin1_bytes(self, text, encoding="utf-8", errors="strict"):
+        """_codecs.encode as protocol 2 uses it for bytes: encode(str, "latin1"); other codecs are refused."""
+        if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+            raise self._refuse(f"_codecs.encode with {type(text).__name__} and codec {encoding!r}")
+        return text.encode("latin1")
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise self._refuse(f"{module}.{name}") from None
+
+
+def _unpickle_batch(path: Path) -> dict:
+    """One pickled batch as a dict with str keys (python 2's str keys, or bytes keys, decoded as latin-1).
+
+    Raises UnsafePickleError for a file asking for anything but arrays; other failures as pickle raises them.
+    """
+    with open(path, "rb") as f:
+        entry = _BatchUnpickler(f, path).load()
+    if not isinstance(entry, dict):
+        raise TypeError(f"the file holds a {type(entry).__name__}, not the dict a batch is")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
+
+
 # ---------------------------------------------------------------- cifar10 / cifar100
 
 
-def _no_md5(cls):
-    """torchvision's CIFAR reader without its md5 check of the official files.
+@dataclass(frozen=True)
+class _CifarFormat:
+    """Where torchvision's CIFAR class keeps the python version's files; e2nas decodes them itself.
 
-    The reader stays torchvision's; only the check goes, so subsets and the tests' small files in
-    the same format load too. Downloads still verify the archive's md5.
+    The official files' md5 is not checked, so subsets and the tests' small files in the same
+    format load too; downloads still verify the archive's md5.
     """
-    return type(
-        f"_Local{cls.__name__}",
-        (cls,),
-        {
-            "train_list": [[f, None] for f, _ in cls.train_list],
-            "test_list": [[f, None] for f, _ in cls.test_list],
-            "meta": {**cls.meta, "md5": None},
-        },
-    )
+
+    base_folder: str
+    train_files: tuple[str, ...]
+    test_files: tuple[str, ...]
+    meta_file: str
+    meta_key: str  # the class names in the meta file
+    url: str
+    archive: str
+    archive_md5: str
+
+    @classmethod
+    def of(cls, tv) -> _CifarFormat:
+        return cls(
+            tv.base_folder,
+            tuple(f for f, _ in tv.train_list),
+            tuple(f for f, _ in tv.test_list),
+            tv.meta["filename"],
+            tv.meta["key"],
+            tv.url,
+            tv.filename,
+            tv.tgz_md5,
+        )
+
+    @property
+    def files(self) -> list[str]:
+        return [*self.train_files, *self.test_files, self.meta_file]
 
 
-_CIFAR = {"cifar10": _no_md5(CIFAR10), "cifar100": _no_md5(CIFAR100)}
+_CIFAR = {"cifar10": _CifarFormat.of(CIFAR10), "cifar100": _CifarFormat.of(CIFAR100)}
 
 
-def _cifar_files(cls) -> list[str]:
-    return [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+def _read_cifar(folder: Path, files: tuple[str, ...]) -> tuple[Tensor, Tensor]:
+    """Batches as torchvision decodes them: rows of 3072 bytes (red, green, blue planes) to (N, 3, 32, 32) uint8,
+    labels from `labels` (CIFAR-10) or `fine_labels` (CIFAR-100)."""
+    xs, ys = [], []
+    for f in files:
+        entry = _unpickle_batch(folder / f)
+        xs.append(np.asarray(entry["data"], dtype=np.uint8))
+        ys.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+    x = np.vstack(xs).reshape(-1, 3, 32, 32)
+    return torch.from_numpy(x), torch.as_tensor(ys, dtype=torch.long)
+
+
+def _download_cifar(fmt: _CifarFormat, cache: Path) -> Path:
+    """torchvision's download of the official archive (md5-checked) into `cache`, unpacked; nothing unpickled."""
+    download_and_extract_archive(fmt.url, str(cache), filename=fmt.archive, md5=fmt.archive_md5)
+    return cache
 
 
 def _load_cifar(name: str, root, cache: Path, download: bool | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    cls = _CIFAR[name]
+    fmt = _CIFAR[name]
     looked = _search_dirs(name, root, cache)
-    tv_root = next((d for d in looked if _has_all(d / cls.base_folder, _cifar_files(cls))), None)
+    tv_root = next((d for d in looked if _has_all(d / fmt.base_folder, fmt.files)), None)
     if tv_root is None:
-        ok, cause = _try_download(name, download, lambda: cls(cache, train=True, download=True))
+        ok, cause = _try_download(name, download, lambda: _download_cifar(fmt, cache))
         if ok is None:
             raise _missing(
                 name,
-                [str(d / cls.base_folder) for d in looked],
-                f"set {ENV_VAR} to the folder that holds {cls.base_folder}/ (the python version from "
-                f"{cls.url}, unpacked), or run where there is a network so torchvision downloads it into {cache}",
+                [str(d / fmt.base_folder) for d in looked],
+                f"set {ENV_VAR} to the folder that holds {fmt.base_folder}/ (the python version from "
+                f"{fmt.url}, unpacked), or run where there is a network so torchvision downloads it into {cache}",
                 cause,
             )
         tv_root = cache
-    log.info("%s from %s", name, tv_root / cls.base_folder)
+    folder = tv_root / fmt.base_folder
+    log.info("%s from %s", name, folder)
     try:
-        train, test = cls(tv_root, train=True), cls(tv_root, train=False)
+        if fmt.meta_key not in _unpickle_batch(folder / fmt.meta_file):  # torchvision requires the class names too
+            raise KeyError(fmt.meta_key)
+        return (*_read_cifar(folder, fmt.train_files), *_read_cifar(folder, fmt.test_files))
+    except UnsafePickleError:
+        raise
     except Exception as exc:  # a torn or foreign pickle
         raise DatasetError(
-            f"{name} files under {tv_root / cls.base_folder} are unreadable ({type(exc).__name__}: {exc}); "
+            f"{name} files under {folder} are unreadable ({type(exc).__name__}: {exc}); "
             f"replace them with the official python version"
         ) from None
-
-    def to_tensors(ds):  # torchvision keeps (N, 32, 32, 3) uint8 numpy images
-        return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.as_tensor(ds.targets, dtype=torch.long)
-
-    return (*to_tensors(train), *to_tensors(test))
 
 
 # ---------------------------------------------------------------- imagenet16-120
@@ -295,9 +399,10 @@ def _read_imagenet16(paths: list[Path]) -> tuple[Tensor, Tensor]:
     xs, ys = [], []
     for path in paths:
         try:
-            with open(path, "rb") as f:
-                entry = pickle.load(f, encoding="latin1")
+            entry = _unpickle_batch(path)
             data, labels = np.asarray(entry["data"], dtype=np.uint8), np.asarray(entry["labels"], dtype=np.int64)
+        except UnsafePickleError:
+            raise
         except Exception as exc:
             raise DatasetError(
                 f"imagenet16-120 file {path} is unreadable ({type(exc).__name__}: {exc}); "

@@ -102,9 +102,9 @@ def stage_settings(retrain: dict, data: dict, dataset: str):
     from e2nas.tables.fashion_mnist import PROTOCOL_JSON, GroundTruthTable
 
     others = sorted(set(retrain) - {"protocol"})
-    if others:
-        raise ValueError(f"retrain.protocol {GROUND_TRUTH!r} takes every setting from the table ({PROTOCOL_JSON}); "
-                         f"remove retrain.{', retrain.'.join(others)} from the config")
+    if others:  # a profile given with --configfile inherits config/config.yaml's retrain keys
+        log.info("retrain.protocol %s: the table's protocol (%s) sets every retrain setting; ignoring retrain.%s",
+                 GROUND_TRUTH, PROTOCOL_JSON, ", retrain.".join(others))
     table = GroundTruthTable.load()
     if table.provenance["dataset"] != dataset:
         raise ValueError(f"the ground-truth table is of {table.provenance['dataset']!r}, but this run trains on {dataset!r}: "

@@ -16,9 +16,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from e2nas.checkpoint import EpochCheckpoint, check_finite, rng_state, set_rng_state
+from e2nas.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def train_epoch(
     model.train()
     loss_sum = correct = None
     seen = 0
-    for x, y in tqdm(batches, total=len(batches), desc=desc, disable=not progress, leave=False):
+    for x, y in progress_bar(batches, total=len(batches), desc=desc, disable=not progress, leave=False):
         optimizer.zero_grad(set_to_none=True)
         if loss_fn is None:
             logits = forward(x)

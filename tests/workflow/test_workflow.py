@@ -57,12 +57,14 @@ def test_smoke_config_plans_a_run(tmp_path):
 @pytest.mark.parametrize(
     "change, names",
     [
-        ({"seedz": [0]}, ["seedz"]),
+        ({"seedz": [0]}, ["seedz", "did you mean 'seeds'"]),
         ({"seeds": "0"}, ["seeds", "array"]),
-        ({"datasets": ["mnist"]}, ["mnist", "datasets"]),
+        ({"datasets": ["mnist"]}, ["mnist", "datasets", "fashion-mnist"]),
         ({"methods": ["e2nas", "enas"]}, ["enas"]),
         ({"space": "nb301"}, ["nb301"]),
-        ({"run": "my run; rm -rf /"}, ["run", "pattern"]),
+        ({"run": "my run; rm -rf /"}, ["run", "allowed form"]),
+        ({"seeds": [1.0]}, ["seeds: 1.0 is not an integer"]),
+        ({"run": "mlflow.db"}, ["mlflow.db", "results/"]),
     ],
 )
 def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, change, names):
@@ -138,5 +140,26 @@ def test_unknown_space_is_refused_naming_the_key_and_the_spaces(tmp_path):
     out = dry_run(tmp_path, {**profile("smoke-darts.yaml"), "space": "foo"})
     assert out.returncode != 0
     text = out.stderr + out.stdout
-    assert "'foo' is not one of ['nb201', 'darts']" in text and "instance['space']" in text
+    assert "space = 'foo' is not allowed; choose one of: nb201, darts" in text
     assert not (tmp_path / "work" / "results").exists()
+
+
+def test_study_profile_ranks_every_seeds_supernets_and_retrains_under_the_table_protocol(tmp_path):
+    cfg = profile("study-nb201.yaml")
+    out = dry_run(tmp_path, cfg, "-p")
+    assert out.returncode == 0, out.stderr
+    jobs = planned(out)
+    count = lambda rule: sum(j["rule"] == rule for j in jobs)  # noqa: E731
+    assert set(cfg["methods"]) == {"e2nas", "e2nas-noexplore", "e2nas-nocomplement", "gdas", "darts", "rsps"}
+    assert count("rank_supernet") == len(cfg["seeds"]) >= 3
+    assert count("retrain_cell") == len(cfg["seeds"]) * (len(cfg["methods"]) + 1)
+    rank = next(j for j in jobs if j["rule"] == "rank_supernet")
+    seed = rank["wildcards"]["seed"]
+    assert {p for p in rank["input"] if p.endswith("supernet.pt")} == {
+        f"results/study-nb201/search/fashion-mnist/nb201/{m}/seed{seed}/supernet.pt" for m in cfg["methods"]}
+    assert any(p.endswith("tables/fashion_mnist_nb201.csv") for p in rank["input"])  # the truth it ranks against
+    assert any(p.endswith("tables/nb201_test_accuracy.csv") for p in rank["input"])  # and the transfer proxy
+    for job in (j for j in jobs if j["rule"] == "retrain_cell"):
+        # Only the protocol reaches the job (the default profile's retrain keys do not), with the table's settings.
+        assert "protocol: ground-truth" in job["shell"] and "train_subset: 8000" in job["shell"]
+        assert not any(p.endswith("fashion_mnist_nb201.csv") for p in job["input"])  # new rows rerun no retrain

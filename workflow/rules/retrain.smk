@@ -9,7 +9,8 @@ def retrain_cell_parameters(wc):
         "data": section("data"), "retrain": section("retrain"),
         "checkpoint": checkpoint_path("retrain_cell", f"{wc.dataset}/{wc.space}/{wc.method}/seed{wc.seed}"),
     }
-    if section("retrain").get("protocol"):
+    if section("retrain").get("protocol"):  # the table's protocol replaces every other retrain key
+        parameters["retrain"] = {"protocol": section("retrain")["protocol"]}
         parameters["ground_truth_protocol"] = ground_truth_protocol()
     return parameters
 

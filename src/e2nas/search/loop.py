@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from e2nas import spaces
 from e2nas.checkpoint import EpochCheckpoint, atomic_save, check_finite, write_json
 from e2nas.names import METHOD_MODULES, METHODS
+from e2nas.progress import progress as progress_bar
 from e2nas.search.config import SearchConfig
 from e2nas.search.harness import EpochStats, Harness
 from e2nas.search.method import SearchMethod
@@ -60,7 +60,7 @@ def run_epoch(method: SearchMethod, batches_w, batches_a, epoch: int, epochs: in
     """Train one epoch; returns the schedule values and the epoch's statistics (floats)."""
     schedule = method.start_epoch(epoch, epochs)
     steps = min(len(batches_w), len(batches_a))
-    bar = tqdm(total=steps, desc=f"{label} epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+    bar = progress_bar(total=steps, desc=f"{label} epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
     for i, ((xw, yw), (xa, ya)) in enumerate(zip(batches_w, batches_a)):
         method.step(xw, yw, xa, ya, probe=method.has_paths and i == steps - 1)
         bar.update()

@@ -72,16 +72,16 @@ def build(
     """Train every cell of `protocol` missing from the CSV (both seeds, then the row is written) and
     update the provenance. A kill loses at most the cell in progress; rerunning resumes.
     `data`: the dataset (default: Fashion-MNIST, loaded by `e2nas.data`). `worker` (k, n): train
-    only every n-th missing cell from the k-th, so that n processes (cores, machines sharing the
+    only the missing cells at positions k, k + n, k + 2n, ... of the table, so that n processes (cores, machines sharing the
     folder) build one table together; each adds its rows under a file lock to what is there."""
     import json
 
     import torch
     from filelock import FileLock
-    from tqdm import tqdm
 
     from e2nas.checkpoint import write_json
     from e2nas.data import DataConfig, load_dataset, split_for
+    from e2nas.progress import progress as progress_bar
 
     k, n = worker
     if not 0 <= k < n:
@@ -96,7 +96,8 @@ def build(
                 f"build into other files (--csv, --json) or delete these to start over"
             )
         done = set(read()["arch"])
-    todo = [a for a in table_cells(protocol) if a not in done][k::n]
+    # by position in the table, not in what is missing: workers starting at different moments still split it
+    todo = [a for i, a in enumerate(table_cells(protocol)) if i % n == k and a not in done]
     data = load_dataset(DATASET) if data is None else data
     split = split_for(data, DataConfig(split_seed=protocol.split_seed, subset_per_half=None))
     cfg = retrain_config(protocol)
@@ -123,7 +124,7 @@ def build(
             return frame
 
     frame = record(None, 0.0)
-    bar = tqdm(todo, desc=f"ground-truth table (worker {k}/{n})", unit="cell", disable=not progress, ascii=True, mininterval=10)
+    bar = progress_bar(todo, desc=f"ground-truth table (worker {k}/{n})", unit="cell", disable=not progress, mininterval=10)
     for arch in bar:
         row, seconds = {"arch": arch}, 0.0
         for seed in SEEDS:
@@ -141,7 +142,7 @@ def main(argv=None) -> None:
     b.add_argument("--cells", type=int, default=Protocol.cells, help="cells drawn uniformly (the references come on top)")
     b.add_argument("--cell-seed", type=int, default=Protocol.cell_seed)
     b.add_argument("--device", default="cpu")
-    b.add_argument("--worker", default="0/1", metavar="K/N", help="this process trains every N-th missing cell from the K-th "
+    b.add_argument("--worker", default="0/1", metavar="K/N", help="this process trains the missing cells at positions K, K+N, K+2N, ... "
                    "(start N of them, K = 0..N-1, to build with N cores or machines)")
     b.add_argument("--csv", type=Path, default=TABLE_CSV)
     b.add_argument("--json", type=Path, default=PROTOCOL_JSON)

@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from e2nas.checkpoint import check_finite
 from e2nas.graphs import GraphSet
+from e2nas.progress import progress as progress_bar
 from e2nas.vgae.metrics import evaluate_vgae, exact_match
 from e2nas.vgae.model import GraphVAE, VGAEConfig, save_vgae
 
@@ -106,7 +106,7 @@ def train_vgae(
     gen = torch.Generator().manual_seed(cfg.seed)
     history: dict[str, list] = {}
     with seeded_global_rng(cfg.seed, device):
-        bar = tqdm(range(cfg.epochs), desc="vgae", unit="epoch", disable=not progress)
+        bar = progress_bar(range(cfg.epochs), desc="vgae", unit="epoch", disable=not progress)
         for epoch in bar:
             start = time.perf_counter()
             beta = kl_weight(epoch, cfg)
