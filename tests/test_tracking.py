@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,24 @@ def test_library_imports_without_mlflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("exit_code, kept", [(0, False), (1, True)])
+def test_the_finished_checkpoint_goes_only_when_the_stage_notebook_ran_through(tmp_path, exit_code, kept):
+    """The step after papermill: a stage that failed after training (logging, plots) keeps its finished
+    checkpoint, so the rerun resumes at the end; one that succeeded leaves nothing behind."""
+    import os
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    checkpoint = tmp_path / "results" / "checkpoints" / "s.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"state")
+    params = {"checkpoint": str(checkpoint), "tracking": {"experiment": "exp", "stage": "search_architecture", "tags": {},
+                                                          "run_file": str(tmp_path / "nb.ipynb.mlflow_run")}}
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(repo / "src")}
+    out = subprocess.run([sys.executable, str(repo / "workflow" / "scripts" / "finish_stage_run.py"), str(tmp_path / "nb.ipynb"),
+                          yaml.safe_dump(params), str(exit_code)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert checkpoint.exists() == kept

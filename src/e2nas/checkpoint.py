@@ -63,9 +63,13 @@ def safe_load(path: str | os.PathLike, what: str = "checkpoint") -> dict:
 
 def check_same_config(saved: dict, expected: dict, path: str | os.PathLike, what: str = "checkpoint") -> None:
     """Raise CheckpointError if a file was written under other settings than `expected`."""
-    diff = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
-    if diff:
-        detail = ", ".join(f"{k}: file {saved.get(k)!r} vs config {expected.get(k)!r}" for k in diff[:5])
+    diff = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k) and k != "inputs")
+    old, new = saved.get("inputs") or {}, expected.get("inputs") or {}
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diff or changed:
+        detail = ", ".join([*(f"{k}: file {saved.get(k)!r} vs config {expected.get(k)!r}" for k in diff[:5]),
+                            *(f"input {k} has changed since (sha256 {str(old.get(k))[:12]} then, {str(new.get(k))[:12]} now)"
+                              for k in changed)])
         raise CheckpointError(
             f"{what} {path} was written with other settings ({detail}); delete it to start over, "
             f"or restore the config it was made with"
@@ -97,15 +101,29 @@ def check_finite(value: float, epoch: int, checkpoint: str | os.PathLike | None)
         )
 
 
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's content (what a stage read, whatever its name or modification time)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class EpochCheckpoint:
     """One resumable training state per stage invocation: {"epoch", "config", ...state}.
 
-    `config` is the dict of settings that must match for a resume to be valid.
+    `config` is the dict of settings that must match for a resume to be valid; `inputs`
+    ({name: file}) the files the stage read, whose content digests must match too, so that a
+    checkpoint of a run on an older input (e.g. a warm-up since retrained) is never resumed.
     """
 
-    def __init__(self, path: str | os.PathLike, config: dict):
+    def __init__(self, path: str | os.PathLike, config: dict, inputs: dict[str, str | os.PathLike | None] | None = None):
         self.path = Path(path)
-        self.config = config
+        digests = {name: file_digest(file) for name, file in (inputs or {}).items() if file is not None}
+        self.config = {**config, **({"inputs": digests} if digests else {})}
 
     def load(self) -> dict | None:
         """The saved state, or None when there is none; a mismatched one raises CheckpointError."""

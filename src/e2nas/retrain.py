@@ -147,6 +147,7 @@ def run_retrain(
     model_path: str | os.PathLike | None = None,
     *,
     space: str,
+    keep_checkpoint: bool = False,
 ) -> tuple[dict, dict[str, list]]:
     """Train `arch` from scratch; write metrics.json; return (metrics, history).
 
@@ -158,6 +159,9 @@ def run_retrain(
     history: per-epoch columns {"epoch", "loss" (DARTS: with the auxiliary term), "accuracy"
     (% on the training batches), "lr", "seconds"}, and for DARTS "drop_path_prob".
     model_path, when given, receives the trained state_dict.
+    keep_checkpoint: leave the finished checkpoint for the caller to delete once all that follows
+    has succeeded (the pipeline does, after the stage's notebook): a failure after training then
+    reruns nothing, the next call resumes at the end.
     """
     from e2nas.data import BatchIterator
 
@@ -205,7 +209,8 @@ def run_retrain(
     if model_path is not None:
         atomic_save({"model": net.state_dict(), "arch": text, "space": space, "retrain": asdict(cfg)}, model_path)
     write_json(metrics, metrics_path)
-    Path(checkpoint_path).unlink(missing_ok=True)
+    if not keep_checkpoint:
+        Path(checkpoint_path).unlink(missing_ok=True)
     return metrics, history
 
 

@@ -116,6 +116,7 @@ def run_warmup(
     on_epoch: Callable[[dict], None] | None = None,
     *,
     space: str,
+    keep_checkpoint: bool = False,
 ) -> dict[str, list]:
     """Warm up a supernet of `space` on `data`'s weights half; write `out_path` (warmup.pt) and return the history.
 
@@ -123,6 +124,9 @@ def run_warmup(
     training batches), "lr", "seconds"}. on_epoch(record) runs after each epoch's checkpoint.
     A rerun after a kill resumes after the last finished epoch; a non-finite loss raises
     DivergedError naming the epoch and keeps the last good checkpoint.
+    keep_checkpoint: leave the finished checkpoint for the caller to delete once all that follows
+    has succeeded (the pipeline does, after the stage's notebook): a failure after training then
+    reruns nothing, the next call resumes at the end.
     """
     from e2nas.data import BatchIterator
 
@@ -157,7 +161,8 @@ def run_warmup(
         },
         out_path,
     )
-    Path(checkpoint_path).unlink(missing_ok=True)
+    if not keep_checkpoint:
+        Path(checkpoint_path).unlink(missing_ok=True)
     return history
 
 

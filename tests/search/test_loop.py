@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from e2nas.data import make_split
 from e2nas.search import Harness, SearchConfig
 from e2nas.search.baselines import DARTS, GDAS, RSPS
 from e2nas.search.e2nas import E2NAS
@@ -48,7 +49,7 @@ def stage_files(tmp_path_factory):
     return {"data": data, "warmup": warmup, "vgae": vgae, "graphs": root / "graphs.pt"}
 
 
-def search(files, method, out, seed=0, **kw):
+def search(files, method, out, seed=0, keep_checkpoint=False, **kw):
     from e2nas.search import run_search
 
     cfg = tiny_cfg(batch_size=16, **kw)
@@ -56,6 +57,7 @@ def search(files, method, out, seed=0, **kw):
     return run_search(
         method, files["data"], files["warmup"], files["vgae"] if e2nas else None, cfg, seed, out / "result.json",
         out / "search.ckpt", table=FakeTable(), progress=False, graphs_path=files["graphs"] if e2nas else None,
+        keep_checkpoint=keep_checkpoint,
     )
 
 
@@ -95,6 +97,51 @@ def test_search_is_deterministic_and_resumes_after_an_interrupted_epoch(stage_fi
     assert resumed["arch"] == first["arch"]
     assert without_seconds(resumed) == without_seconds(first)
     assert not (out / "search.ckpt").exists()
+
+
+def test_a_checkpoint_of_a_run_on_an_older_input_is_never_resumed(stage_files, tmp_path, monkeypatch):
+    """Issue 20: a search killed mid-run, its warm-up then retrained with other settings: the rerun must
+    not resume the old run (its result would be the old warm-up's), and the message names the input."""
+    import shutil
+
+    from e2nas.checkpoint import CheckpointError
+    from e2nas.search.harness import Harness as H
+    from e2nas.warmup import SupernetConfig, WarmupConfig, run_warmup
+
+    files = {**stage_files, "warmup": tmp_path / "warmup.pt"}
+    shutil.copy(stage_files["warmup"], files["warmup"])
+    real, calls = H.train_paths, {"n": 0}
+
+    def dying(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise Interrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(H, "train_paths", dying)
+    with pytest.raises(Interrupt):
+        search(files, "e2nas", tmp_path / "s")
+    monkeypatch.setattr(H, "train_paths", real)
+    run_warmup(files["data"], make_split(len(files["data"].train_y), 0), SupernetConfig(4, 1), WarmupConfig(epochs=2, batch_size=16),
+               0, files["warmup"], tmp_path / "w.ckpt", progress=False, space="nb201")  # warmup.epochs 1 -> 2
+    with pytest.raises(CheckpointError, match="input warmup has changed since"):
+        search(files, "e2nas", tmp_path / "s")
+    assert (tmp_path / "s" / "search.ckpt").exists()  # nothing is deleted: the message says what to do
+
+
+def test_a_kept_finished_checkpoint_lets_a_failed_stage_rerun_without_training(stage_files, tmp_path, monkeypatch):
+    """Issue 20: the pipeline keeps the checkpoint until the notebook has run through; when something
+    after the search fails (MLflow, a plot), the rerun writes the same result and trains no step."""
+    from e2nas.search.harness import Harness as H
+
+    first = search(stage_files, "gdas", tmp_path / "a", keep_checkpoint=True)
+    assert (tmp_path / "a" / "search.ckpt").exists()
+    (tmp_path / "a" / "result.json").unlink()  # what Snakemake does to the outputs of a failed job
+    monkeypatch.setattr(H, "train_paths", lambda *a, **k: pytest.fail("the rerun trained again"))
+    again = search(stage_files, "gdas", tmp_path / "a")
+    assert again["arch"] == first["arch"] and without_seconds(again) == without_seconds(first)
+    assert json.loads((tmp_path / "a" / "result.json").read_text())["arch"] == first["arch"]
+    assert not (tmp_path / "a" / "search.ckpt").exists()  # without keep_checkpoint, deleted at the end
 
 
 def test_e2nas_result_file_and_trajectory(stage_files, tmp_path):

@@ -32,6 +32,44 @@ def test_darts_v2_has_3_3m_parameters_as_darts_counts_them():
     assert count_params(net) == params + aux and aux > 0
 
 
+def test_darts_v1_has_the_parameters_darts_counts():
+    v1 = darts.REFERENCES["darts-v1"].arch
+    assert count_params_darts(NetworkCIFAR(v1, C=36, layers=20, num_classes=10, in_channels=3, auxiliary=True)) == 3_169_414
+
+
+# Normal node 2 reads c_{k-1} twice with two ops, node 3 c_{k-2} twice with the same op; reduce node 2 reads c_{k-2} twice.
+REPEATED = (
+    "Genotype(normal=[('sep_conv_5x5', 1), ('dil_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 0), "
+    "('skip_connect', 0), ('sep_conv_3x3', 2), ('avg_pool_3x3', 3), ('dil_conv_5x5', 4)], normal_concat=[2, 3, 4, 5], "
+    "reduce=[('max_pool_3x3', 0), ('skip_connect', 0), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), "
+    "('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])"
+)
+
+
+def test_a_repeated_input_builds_counts_and_trains_a_step():
+    torch.manual_seed(0)
+    net = NetworkCIFAR(REPEATED, C=4, layers=3, num_classes=10, in_channels=3, auxiliary=True, drop_path_prob=0.2)
+    normal, reduce = net.cells[0], net.cells[1]
+    assert normal.indices[:4] == [1, 1, 0, 0] and reduce.indices[:2] == [0, 0]
+    # Two ops on the same input are two modules with their own weights (DARTS's network builds them so).
+    assert normal.ops[0] is not normal.ops[1] and isinstance(normal.ops[2], SepConv) and isinstance(normal.ops[3], SepConv)
+    assert count_params_darts(net) == sum(p.numel() for n, p in net.named_parameters() if not n.startswith("auxiliary"))
+    assert isinstance(reduce.ops[1], FactorizedReduce)  # skip_connect on c_{k-2} strides in a reduction cell
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([1, 7])
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net.train()
+    loss, _ = loss_with_aux(net, x, y, 0.4)
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in net.parameters())
+    opt.step()
+    assert any(not torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert net.eval()(x).shape == (2, 10)
+    # Its canonical text round-trips; DARTS's count at the published size.
+    assert darts.format_arch(darts.parse_arch(net.arch)) == net.arch
+    assert count_params_darts(NetworkCIFAR(REPEATED, 36, 20, 10, 3)) > 0
+
+
 def test_layout_reductions_and_channels():
     net = small_net()
     assert [c.reduction for c in net.cells] == [False, True, False, True, False]

@@ -62,3 +62,25 @@ def test_wrong_columns_name_the_file(tmp_path):
 def test_missing_file_names_the_variable(tmp_path):
     with pytest.raises(TableError, match=ENV_VAR):
         Nb201Table.load(tmp_path / "nope.csv")
+
+
+HEADER = "arch,cifar10,cifar100,imagenet16_120\n"
+
+
+@pytest.mark.parametrize("body, match", [
+    (f"{BEST},94,,40\n", "row 2 .* empty or NaN accuracy"),
+    (f"{BEST},nan,70,40\n", "row 2 .* empty or NaN accuracy"),
+    (f"{BEST},94,70,40\n{ALL_SKIP},54,20,10\n{BEST},93,70,40\n", "appears more than once .rows 2, 4"),
+    ("", "a header but no rows"),
+])
+def test_a_table_with_holes_repeats_or_no_rows_is_refused_naming_the_file(tmp_path, body, match):
+    bad = tmp_path / "t.csv"
+    bad.write_text(HEADER + body)
+    with pytest.raises(TableError, match=match) as err:
+        Nb201Table.load(bad)
+    assert str(bad) in str(err.value)
+
+
+def test_a_folder_given_as_the_table_is_named_as_a_folder(tmp_path):
+    with pytest.raises(TableError, match="is a folder, not a CSV file"):
+        Nb201Table.load(tmp_path)

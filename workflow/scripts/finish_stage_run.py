@@ -1,16 +1,24 @@
-"""After papermill: log the executed notebook to the stage's MLflow run and end the run.
+"""After papermill: drop the stage's finished checkpoint, log the executed notebook to the stage's
+MLflow run and end the run.
+
+A training stage keeps its checkpoint until its notebook has run through (keep_checkpoint=True),
+so that a failure after training (logging, plots) makes the rerun resume at the end, not at epoch 0.
 
 Usage: finish_stage_run.py NOTEBOOK PARAMS_YAML EXIT_CODE
 """
 
 import sys
+from pathlib import Path
 
 import yaml
 
 from e2nas.tracking import finish_stage_run
 
 notebook, params_yaml, exit_code = sys.argv[1], sys.argv[2], int(sys.argv[3])
-tracking = yaml.safe_load(params_yaml)["tracking"]
+params = yaml.safe_load(params_yaml)
+if exit_code == 0 and params.get("checkpoint"):
+    Path(params["checkpoint"]).unlink(missing_ok=True)
+tracking = params["tracking"]
 finish_stage_run(
     notebook,
     tracking["run_file"],

@@ -101,6 +101,8 @@ def run_search(
     on_epoch: Callable[[dict], None] | None = None,
     graphs_path: str | os.PathLike | None = None,
     supernet_path: str | os.PathLike | None = None,
+    *,
+    keep_checkpoint: bool = False,
 ) -> dict:
     """Search with `method` on the warmed-up supernet; write and return result.json's dict.
 
@@ -113,6 +115,9 @@ def run_search(
     supernet_path: where the searched supernet goes, in the warm-up file's format (stage 6 ranks with it).
     Checkpoints every epoch at checkpoint_path, resumes from it, deletes it on success.
     on_epoch(record) runs after each epoch's checkpoint (e.g. to log metrics).
+    keep_checkpoint: leave the finished checkpoint for the caller to delete once all that follows
+    has succeeded (the pipeline does, after the stage's notebook): a failure after training then
+    reruns nothing, the next call resumes at the end.
     """
     cls = method_class(method)
     from e2nas.warmup import load_warmup
@@ -133,7 +138,8 @@ def run_search(
     batches_a = BatchIterator(xa, ya, cfg.batch_size, device, harness.gens["data_a"], data.augment, data.pad)
 
     ckpt = EpochCheckpoint(
-        checkpoint_path, {"method": method, "seed": seed, "dataset": data.name, "space": space, "search": asdict(cfg)}
+        checkpoint_path, {"method": method, "seed": seed, "dataset": data.name, "space": space, "search": asdict(cfg)},
+        inputs={"warmup": warmup_path, "vgae": vgae_path, "graphs": graphs_path},
     )
     trajectory, elapsed, start = [], 0.0, 0
     state = ckpt.load()
@@ -182,5 +188,6 @@ def run_search(
     if supernet_path is not None:
         atomic_save({**meta, "model": harness.net.state_dict(), "method": method, "search_seed": seed}, supernet_path)
     write_json(result, result_path)
-    Path(checkpoint_path).unlink(missing_ok=True)
+    if not keep_checkpoint:
+        Path(checkpoint_path).unlink(missing_ok=True)
     return result

@@ -53,6 +53,8 @@ class Nb201Table:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Nb201Table:
         path = Path(path)
+        if path.is_dir():
+            raise TableError(f"NB201 table {path} is a folder, not a CSV file; point {ENV_VAR} at the .csv inside it")
         if not path.is_file():
             raise TableError(f"NB201 table {path} does not exist; fix {ENV_VAR} (unset: the shipped table; '{NO_TABLE}': none)")
         try:
@@ -70,6 +72,18 @@ class Nb201Table:
             frame[list(COLUMNS)] = frame[list(COLUMNS)].astype(float)
         except ValueError as exc:
             raise TableError(f"NB201 table {path} has a bad row: {exc}") from None
+        if frame.empty:
+            raise TableError(f"NB201 table {path} has a header but no rows; regenerate it (python -m e2nas.tables.nb201_convert)")
+        missing = frame[list(COLUMNS)].isna().any(axis=1)
+        if missing.any():
+            row = frame.index[missing][0]
+            raise TableError(f"NB201 table {path}: row {row + 2} ({frame['arch'][row]}) has an empty or NaN accuracy; "
+                             "every cell needs all three accuracies")
+        repeated = frame["arch"].duplicated()
+        if repeated.any():
+            raise TableError(f"NB201 table {path}: cell {frame['arch'][repeated].iloc[0]} appears more than once "
+                             f"(rows {', '.join(str(i + 2) for i in frame.index[frame['arch'] == frame['arch'][repeated].iloc[0]])}); "
+                             "keep one row per cell")
         return cls(frame[["arch", *COLUMNS]], str(path))
 
     @classmethod

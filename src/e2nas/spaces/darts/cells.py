@@ -1,27 +1,38 @@
 """The DARTS cell space (Liu et al., ICLR 2019): a normal and a reduction cell, 8 ops.
 
 A cell has two inputs (the outputs of the two previous cells, c_{k-2} and c_{k-1}, numbered 0
-and 1) and 4 intermediate nodes numbered 2..5; node i (i = 0..3, numbered i+2) sums two ops
-applied to two distinct earlier nodes chosen among the i+2 before it; the cell's output is the
+and 1) and 4 intermediate nodes numbered 2..5; node i (i = 0..3, numbered i+2) sums two ops,
+each applied to an earlier node chosen among the i+2 before it; the cell's output is the
 concatenation of nodes 2..5. The text form is the `Genotype(...)` that DARTS papers print.
+
+Repeated inputs: DARTS's search derives two *distinct* inputs per node, but its evaluation
+network builds any genotype, and published cells use that: a node may read the same input
+twice, with two ops or even the same op twice (the E2NAS authors' CIFAR-10 cell's normal
+node 2 is ('sep_conv_5x5', 1), ('dil_conv_3x3', 1)). The encoding, the text form, validity,
+the graphs and the evaluation network all take such cells. Whether a space *samples* and
+*decodes* them is its `distinct_inputs` option (`sample_archs`, `DartsSpace`): True by
+default, as DARTS (sampling and decoding give distinct inputs).
 
 Encoding (what the VGAE decoder emits): an arch is a flat tuple of 32 choices, per cell
 (normal, then reduce), per node i, per input slot j ∈ {0, 1}: (input index among i+2, op index
 among 8), so `CHOICE_SIZES` is (2,8,2,8, 3,8,3,8, 4,8,4,8, 5,8,5,8) twice.
 
-Canonical form: the two inputs of a node are an unordered pair (the node sums them), so the
-canonical encoding lists a node's (input, op) pairs by ascending input (inputs are distinct,
-so this is a total order) and every cell has exactly one canonical encoding. `parse_arch` and
-`from_genotype` return it, `format_arch` prints it; so parse(format(a)) == a for every
-canonical a and format(parse(t)) == t for every text `format_arch` produced. A DARTS search
-lists a node's pairs in derivation order (strongest edge first), so a published genotype can
-print with a node's two pairs swapped: it is the same cell (DARTS-V2's normal node 2 is one).
-`canonicalize` maps any encoding with distinct inputs to the canonical one (for decoded cells).
+Canonical form: the two (input, op) pairs of a node are unordered (the node sums them), so the
+canonical encoding lists them by ascending (input, op) — by input, and by op index where the
+inputs are equal; a total order, so every cell has exactly one canonical encoding (two equal
+pairs are simply listed twice). With distinct inputs this is the order by input alone, so
+canonical encodings and texts of distinct-input cells are unchanged by allowing repeats.
+`parse_arch` and `from_genotype` return it, `format_arch` prints it; so parse(format(a)) == a
+for every canonical a and format(parse(t)) == t for every text `format_arch` produced. A DARTS
+search lists a node's pairs in derivation order (strongest edge first), so a published
+genotype can print with a node's two pairs swapped: it is the same cell (DARTS-V2's normal
+node 4 is one). `canonicalize` maps any encoding to the canonical one (for decoded cells).
 
-Validity (`is_valid`, `valid_mask`): the encoding is canonical (in range, the two inputs of a
-node distinct and ascending), and in both cells some path of non-`none` ops links a cell input
-to the output; otherwise the cell's output does not depend on its inputs (its every feed is
-`none`, directly or through nodes that are themselves fed only by `none`).
+Validity (`is_valid`, `valid_mask`): the encoding is canonical (in range, a node's two pairs
+in ascending (input, op) order; with distinct_inputs=True also two distinct inputs), and in
+both cells some path of non-`none` ops links a cell input to the output; otherwise the cell's
+output does not depend on its inputs (its every feed is `none`, directly or through nodes that
+are themselves fed only by `none`).
 
 `none`: a DARTS search never derives it (its argmax excludes `none`), but the space samples it
 and the parser accepts it, as the VGAE must see (and may decode) it.
@@ -61,8 +72,24 @@ CHOICE_SIZES = tuple(
 NUM_POSITIONS = len(CHOICE_SIZES)
 INPUT_POSITIONS = tuple(range(0, NUM_POSITIONS, 2))
 OP_POSITIONS = tuple(range(1, NUM_POSITIONS, 2))
-# Canonical cells: C(i+2, 2) input pairs times 8² op pairs per node; both cells independent.
-NUM_ARCHS = math.prod(math.comb(NUM_INPUTS + i, 2) * len(OPS) ** SLOTS for i in range(NUM_NODES)) ** len(CELL_TYPES)
+
+
+def num_archs(distinct_inputs: bool = True, with_none: bool = True) -> int:
+    """How many canonical cell pairs the space holds; both cells independent.
+
+    distinct_inputs: per node C(i+2, 2) input pairs times k² op pairs (k ops); otherwise a node
+    is any unordered pair (a multiset of 2) of its (i+2)·k (input, op) choices, C((i+2)k + 1, 2).
+    with_none=False counts the k = 7 ops a DARTS search derives.
+    """
+    k = len(OPS) - (not with_none)
+    if distinct_inputs:
+        per_cell = math.prod(math.comb(NUM_INPUTS + i, 2) * k**SLOTS for i in range(NUM_NODES))
+    else:
+        per_cell = math.prod(math.comb((NUM_INPUTS + i) * k + 1, 2) for i in range(NUM_NODES))
+    return per_cell ** len(CELL_TYPES)
+
+
+NUM_ARCHS = num_archs()  # the DARTS space as DARTS defines it: two distinct inputs per node
 
 # DARTS's own record type (genotypes.py), so DARTS code and ours read each other's genotypes.
 Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
@@ -85,27 +112,21 @@ def position(cell: int, node: int, slot: int) -> int:
 
 
 def _check_encoding(arch: Sequence[int]) -> Arch:
-    """The arch as a tuple of ints; ValueError unless in range with two distinct inputs per node."""
+    """The arch as a tuple of ints; ValueError unless 32 choices in range (a node may repeat an input)."""
     arch = tuple(int(a) for a in arch)
     if len(arch) != NUM_POSITIONS:
         raise ValueError(f"a DARTS arch is {NUM_POSITIONS} choices (input, op per node slot, 2 cells), got {len(arch)}")
     for p, (a, size) in enumerate(zip(arch, CHOICE_SIZES)):
         if not 0 <= a < size:
             raise ValueError(f"DARTS arch choice {p} is {a}, outside [0, {size}): {arch}")
-    for cell in range(len(CELL_TYPES)):
-        for node in range(NUM_NODES):
-            if arch[position(cell, node, 0)] == arch[position(cell, node, 1)]:
-                raise ValueError(
-                    f"DARTS arch: {CELL_TYPES[cell]} node {node + NUM_INPUTS} takes input "
-                    f"{arch[position(cell, node, 0)]} twice (a node's two inputs must differ): {arch}"
-                )
     return arch
 
 
 def canonicalize(archs: torch.Tensor) -> torch.Tensor:
-    """Encodings (..., 32) with each node's two (input, op) pairs ordered by ascending input."""
+    """Encodings (..., 32) with each node's two (input, op) pairs in ascending (input, op) order."""
     pairs = archs.reshape(*archs.shape[:-1], len(CELL_TYPES) * NUM_NODES, SLOTS, 2)
-    swap = (pairs[..., 0, 0] > pairs[..., 1, 0]).unsqueeze(-1)
+    first_in, second_in = pairs[..., 0, 0], pairs[..., 1, 0]
+    swap = ((first_in > second_in) | ((first_in == second_in) & (pairs[..., 0, 1] > pairs[..., 1, 1]))).unsqueeze(-1)
     first = torch.where(swap, pairs[..., 1, :], pairs[..., 0, :])
     second = torch.where(swap, pairs[..., 0, :], pairs[..., 1, :])
     return torch.stack([first, second], dim=-2).reshape(archs.shape)
@@ -116,7 +137,7 @@ def _canonical_tuple(arch: Sequence[int]) -> Arch:
     out = []
     for k in range(0, len(arch), SLOTS * 2):
         first, second = tuple(arch[k : k + 2]), tuple(arch[k + 2 : k + 4])
-        out += [*first, *second] if first[0] <= second[0] else [*second, *first]
+        out += [*first, *second] if first <= second else [*second, *first]
     return tuple(out)
 
 
@@ -158,12 +179,6 @@ def _cell_choices(pairs, concat, cell_name: str) -> list[int]:
                 f"but only nodes 0..{NUM_INPUTS + node - 1} come before it"
             )
         choices += [src, OPS.index(op)]
-    for node in range(NUM_NODES):
-        if choices[4 * node] == choices[4 * node + 2]:
-            raise ValueError(
-                f"DARTS genotype: `{cell_name}` node {node + NUM_INPUTS} takes input {choices[4 * node]} twice "
-                f"(a node's two inputs must differ)"
-            )
     try:
         concat_ok = [int(c) for c in concat] == list(CONCAT)
     except (TypeError, ValueError):
@@ -248,14 +263,21 @@ def _node_pairs(archs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return view[..., 0], view[..., 1]
 
 
-def valid_mask(archs: torch.Tensor) -> torch.Tensor:
-    """(B,) bool over (B, 32) encodings: canonical, and each cell's output depends on its inputs."""
+def valid_mask(archs: torch.Tensor, distinct_inputs: bool = False) -> torch.Tensor:
+    """(B,) bool over (B, 32) encodings: canonical, and each cell's output depends on its inputs.
+
+    A node may read one input twice (DARTS's network builds it); distinct_inputs=True also
+    requires two distinct inputs per node (the cells DARTS's search can derive).
+    """
     archs = archs.long()
     sizes = torch.tensor(CHOICE_SIZES, device=archs.device)
     ok = ((archs >= 0) & (archs < sizes)).all(dim=1)
     safe = torch.where(archs >= 0, torch.minimum(archs, sizes - 1), torch.zeros_like(archs))
     inputs, ops = _node_pairs(safe)
-    ok &= (inputs[..., 0] < inputs[..., 1]).all(dim=(1, 2))
+    ascending = inputs[..., 0] < inputs[..., 1]
+    if not distinct_inputs:  # equal inputs: the pairs by op
+        ascending |= (inputs[..., 0] == inputs[..., 1]) & (ops[..., 0] <= ops[..., 1])
+    ok &= ascending.all(dim=(1, 2))
     # live[:, c, k]: node k of cell c depends on the cell inputs through non-`none` ops.
     b = archs.shape[0]
     live = torch.zeros(b, len(CELL_TYPES), NUM_INPUTS + NUM_NODES, dtype=torch.bool, device=archs.device)
@@ -266,21 +288,39 @@ def valid_mask(archs: torch.Tensor) -> torch.Tensor:
     return ok & live[..., NUM_INPUTS:].any(dim=-1).all(dim=1)
 
 
-def is_valid(arch: Sequence[int]) -> bool:
+def is_valid(arch: Sequence[int], distinct_inputs: bool = False) -> bool:
     """`valid_mask` for one encoding."""
-    return bool(valid_mask(torch.tensor([list(arch)], dtype=torch.long))[0])
+    return bool(valid_mask(torch.tensor([list(arch)], dtype=torch.long), distinct_inputs)[0])
 
 
-def sample_archs(n: int, generator: torch.Generator | None = None, with_none: bool = True) -> torch.Tensor:
+def sample_archs(
+    n: int, generator: torch.Generator | None = None, with_none: bool = True, distinct_inputs: bool = True
+) -> torch.Tensor:
     """n canonical encodings drawn uniformly (every cell pair equally likely), as an (n, 32) long tensor.
 
     Per node: an input pair uniform among the C(i+2, 2) pairs, each op uniform among all 8
     (`none` included, so a draw can be degenerate: see `valid_mask`). with_none=False draws
     the ops among the 7 others: the genotypes a DARTS search returns (its derivation never
     picks `none`), all valid — the random references and RSPS's candidates.
+
+    distinct_inputs=False draws among the cells whose nodes may repeat an input: per node a
+    pair uniform among the C(k(i+2) + 1, 2) unordered pairs of (input, op) choices (k ops),
+    so each such cell pair is again equally likely (`num_archs(False, with_none)` of them).
+    The default (True) draw is the one this function always made: a seed gives the same cells.
     """
     cells = len(CELL_TYPES)
+    real = torch.tensor([o for o in range(len(OPS)) if o != NONE or with_none])
     choices = torch.empty(n, cells, NUM_NODES, SLOTS, 2, dtype=torch.long)
+    if not distinct_inputs:
+        k = len(real)
+        for node in range(NUM_NODES):
+            # Every unordered pair of the node's (input, op) items, item = input·k + op rank: the rows
+            # (a, b) with a <= b, so each pair is listed in canonical (input, op) order.
+            pairs = torch.triu_indices((NUM_INPUTS + node) * k, (NUM_INPUTS + node) * k).T
+            drawn = pairs[torch.randint(len(pairs), (n, cells), generator=generator)]  # (n, cells, 2)
+            choices[:, :, node, :, 0] = drawn // k
+            choices[:, :, node, :, 1] = real[drawn % k]
+        return choices.reshape(n, NUM_POSITIONS)
     for node in range(NUM_NODES):
         m = NUM_INPUTS + node
         first = torch.randint(m, (n, cells), generator=generator)
@@ -292,7 +332,6 @@ def sample_archs(n: int, generator: torch.Generator | None = None, with_none: bo
     if with_none:
         choices[..., 1] = torch.randint(len(OPS), (n, cells, NUM_NODES, SLOTS), generator=generator)
     else:
-        real = torch.tensor([o for o in range(len(OPS)) if o != NONE])
         choices[..., 1] = real[torch.randint(len(real), (n, cells, NUM_NODES, SLOTS), generator=generator)]
     return choices.reshape(n, NUM_POSITIONS)
 

@@ -18,6 +18,13 @@ def darts_graph(archs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     encoding (archs are canonicalised first, so any slot order gives the same graph): as
     NB201's edge position, it hands the decoder's positions to the encoder directly. The
     cell-type bit keeps the two components apart under message passing.
+
+    A node that reads one input twice (a repeated input, see `cells`) is two op nodes fed by
+    the same cell node, never a merged or parallel edge: every (input, op) pair of a node is
+    its own op node, so E is the same for every cell, and a cell whose node reads j twice and
+    one that reads j and j' differ in where that op node's edge starts (the graphs differ,
+    and 1-WL tells them apart by the inputs' out-degrees). Canonical order sorts a node's pairs
+    by (input, op), so the op positions are well defined when the inputs are equal.
     """
     n_in, n_nodes, slots, n_ops = NUM_INPUTS, NUM_NODES, SLOTS, len(OPS)
     n_roles = n_in + n_nodes + 1  # inputs, intermediate nodes, output

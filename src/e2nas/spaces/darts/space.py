@@ -2,12 +2,22 @@
 
 A path is the 32-choice encoding of `cells` (per cell type, node, slot: input, op). The
 decoder's logits are (32, 8), invalid options masked. E2NAS decodes a path per node as the
-pair of distinct inputs of highest joint probability and on each the most probable op, `none`
+pair of distinct inputs of highest joint probability (any pair, one input twice included,
+when the space's `distinct_inputs` is False) and on each the most probable op, `none`
 excluded (as DARTS's derivation excludes it, so every decoded cell is valid), in canonical
-order (a node's pairs by ascending input; the probability rows move with them, so the
-straight-through weights stay those of the slot that chose). GDAS and DARTS keep α (2, 14, 8)
-over both cell types' edges: GDAS's sample is an op on every edge (28 indices,
-`DartsSuperNet.forward_edges`), and both return the genotype DARTS derives from softmax α.
+order (a node's pairs by ascending (input, op); the probability rows move with them, so the
+straight-through weights stay those of the slot that chose).
+
+`distinct_inputs` (default True, as DARTS): whether the space samples (`sample_tensor`, so
+stage 1's graph set) and decodes cells whose nodes read two distinct inputs only. It is not
+a restriction on what the space accepts: parsing, validity, graphs and the evaluation network
+take every genotype DARTS's network builds, repeated inputs included (published cells repeat
+one: `references`). `SPACE` is the default space; `configured(distinct_inputs=False)` the
+other.
+
+GDAS and DARTS keep α (2, 14, 8) over both cell types' edges: GDAS's sample is an op on every
+edge (28 indices, `DartsSuperNet.forward_edges`), and both return the genotype DARTS derives
+from softmax α (two distinct inputs per node, whatever `distinct_inputs`).
 """
 
 from __future__ import annotations
@@ -40,7 +50,8 @@ class DartsSpace(Space):
     alpha_shape = (len(darts.CELL_TYPES), 14, len(darts.OPS))
     retrain_generators = ("init", "data", "drop_path")
 
-    def __init__(self):
+    def __init__(self, distinct_inputs: bool = True):
+        self.distinct_inputs = bool(distinct_inputs)
         self.layout, self.num_inputs, self.op_positions = _node_layout()
         width = max(darts.CHOICE_SIZES)
         # Options a decoded path may take: in range, and `none` never on an op position.
@@ -48,11 +59,22 @@ class DartsSpace(Space):
         allowed[self.op_positions, darts.NONE] = False
         self.allowed = allowed
         m = int(self.num_inputs.max())
-        pair = torch.ones(m, m, dtype=torch.bool).triu(1) | torch.ones(m, m, dtype=torch.bool).tril(-1)
-        # pair_ok[n, i, j]: inputs i ≠ j, both among node n's options.
+        pair = torch.ones(m, m, dtype=torch.bool)
+        if self.distinct_inputs:
+            pair.fill_diagonal_(False)
+        # pair_ok[n, i, j]: inputs i, j both among node n's options (and i ≠ j with distinct_inputs).
         in_range = torch.arange(m).unsqueeze(0) < self.num_inputs.unsqueeze(1)
         self.pair_ok = pair & in_range.unsqueeze(2) & in_range.unsqueeze(1)
         self._on_device: dict[torch.device, tuple[Tensor, Tensor, Tensor]] = {}
+
+    def configured(self, distinct_inputs: bool | None = None) -> DartsSpace:
+        """This space with its option set (None keeps it): the same object when nothing changes."""
+        if distinct_inputs is None or bool(distinct_inputs) == self.distinct_inputs:
+            return self
+        return type(self)(distinct_inputs=distinct_inputs)
+
+    def __repr__(self) -> str:
+        return f"DartsSpace(distinct_inputs={self.distinct_inputs})"
 
     def _constants(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """(allowed, layout, pair_ok) on `device`, copied once: a copy per step would wait on the queue."""
@@ -78,16 +100,17 @@ class DartsSpace(Space):
 
     def sample_tensor(self, n: int, generator: torch.Generator | None = None, valid: bool = False) -> Tensor:
         # Results (valid=True) are genotypes without `none`, as DARTS derives and E2NAS decodes them.
-        return darts.sample_archs(n, generator, with_none=not valid)
+        return darts.sample_archs(n, generator, with_none=not valid, distinct_inputs=self.distinct_inputs)
 
     def valid_mask(self, archs: Tensor) -> Tensor:
+        # Every cell DARTS's network builds, repeated inputs included, whatever `distinct_inputs`.
         return darts.valid_mask(archs)
 
     def op_choices(self, archs: Tensor) -> Tensor:
         return darts.op_choices(archs)
 
     def num_cells(self) -> int:
-        return darts.NUM_ARCHS
+        return darts.num_archs(self.distinct_inputs)
 
     def canonicalize(self, archs: Tensor) -> Tensor:
         return darts.canonicalize(archs)
@@ -113,7 +136,7 @@ class DartsSpace(Space):
         op0 = probs[layout[:, 1]].argmax(dim=1)
         op1 = probs[layout[:, 3]].argmax(dim=1)
         # Canonical order: swap a node's two (input, op) pairs, and their probability rows, when descending.
-        swap = in0 > in1
+        swap = (in0 > in1) | ((in0 == in1) & (op0 > op1))
         index = torch.empty(darts.NUM_POSITIONS, dtype=torch.long, device=dev)
         order = torch.arange(darts.NUM_POSITIONS, device=dev)
         first = torch.where(swap.unsqueeze(1), layout[:, 2:], layout[:, :2])
@@ -126,15 +149,19 @@ class DartsSpace(Space):
 
     def complement(self, prev: Cell, cur: Cell, generator: torch.Generator) -> Cell:
         # Per slot of a_t (edge j → node i, op o): if a_{t−1} runs o on the same edge j → i,
-        # another non-`none` op drawn uniformly; inputs are kept. A draw per slot, every step.
+        # another non-`none` op drawn uniformly, none a_{t−1} runs on that edge; inputs are kept.
+        # A draw per slot, every step. (With distinct inputs a_{t−1} runs one op per edge, o
+        # itself; a node of a_{t−1} that reads j twice may run two.) Canonical order again after:
+        # where a node reads one input twice, the new ops may order its pairs the other way.
         draws = torch.rand(len(darts.OP_POSITIONS), generator=generator).tolist()
         prev_edges = {(self._node(p), prev[p - 1], prev[p]) for p in darts.OP_POSITIONS}
         out = list(cur)
         for p, u in zip(darts.OP_POSITIONS, draws):
-            if (self._node(p), cur[p - 1], cur[p]) in prev_edges:
-                others = [o for o in range(len(darts.OPS)) if o not in (darts.NONE, cur[p])]
+            edge = (self._node(p), cur[p - 1])
+            if (*edge, cur[p]) in prev_edges:
+                others = [o for o in range(len(darts.OPS)) if o not in (darts.NONE, cur[p]) and (*edge, o) not in prev_edges]
                 out[p] = others[int(u * len(others))]
-        return tuple(out)
+        return darts._canonical_tuple(out)
 
     @staticmethod
     def _node(position: int) -> int:
