@@ -62,7 +62,7 @@ def test_stage_run_round_trip(tmp_path, monkeypatch):
     assert got.data.tags["stage"] == "build_graphs" and got.data.tags["space"] == "nb201"
     assert "pipeline_invocation" in got.data.tags
     artifacts = MlflowClient(tracking.tracking_uri(results)).list_artifacts(run_id, "notebook")
-    assert [a.path for a in artifacts] == ["notebook/nb.ipynb"]
+    assert sorted(a.path for a in artifacts) == ["notebook/build_graphs.html", "notebook/build_graphs.ipynb"]  # named after the run
     assert (results / "mlartifacts" / "exp").is_dir()
 
 

@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import pickle
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,36 @@ def _search_dirs(name: str, root, cache: Path) -> list[Path]:
     else:
         dirs = [Path(DEBIAN_FASHION_MNIST)] if name == "fashion-mnist" else []
     return list(dict.fromkeys([*dirs, cache]))  # ordered, without repeats
+
+
+def _check_folder(path: Path, setting: str, fix: str) -> None:
+    """`path` must be a folder or not exist yet (then it is created): a file there, or above it, is one
+    DatasetError naming the `setting` it came from and the fix (not an OSError from deep inside a load)."""
+    for p in (path, *path.parents):
+        if p.is_dir():
+            return
+        if p.exists() or p.is_symlink():
+            kind = "a file" if p.is_file() else "a broken link or a special file"
+            what = f"{path} is {kind}, not a folder" if p == path else f"{path} cannot be a folder: {p} above it is {kind}"
+            raise DatasetError(f"{setting}: {what}. {fix}")
+
+
+def _check_folders(root, cache_dir, cache: Path) -> None:
+    """The folders `load_dataset` reads and writes, checked before any of them is used."""
+    env = _data_env()
+    env_fix = (f"Set {ENV_VAR} to the folder that holds the dataset files, not a file in it (e.g. "
+               f"export {ENV_VAR}={shlex.quote(str(Path(env).parent))}), or unset it to use the defaults "
+               f"({DEBIAN_FASHION_MNIST} for fashion-mnist, {DEFAULT_CACHE} as the cache)") if env else ""
+    if root is not None:
+        _check_folder(Path(root), f"the dataset folder root={str(root)!r}", "Pass the folder that holds the dataset files")
+    elif env:
+        _check_folder(Path(env), f"{ENV_VAR}={env!r}", env_fix)
+    if cache_dir:
+        _check_folder(cache, f"the cache folder cache_dir={str(cache_dir)!r}", "Pass a folder e2nas may write to")
+    elif env:
+        _check_folder(cache, f"{ENV_VAR}={env!r} (also the cache folder)", env_fix)
+    else:
+        _check_folder(cache, f"the cache folder {DEFAULT_CACHE}", f"Move aside what is there, or set {ENV_VAR} to a folder")
 
 
 def _missing(name: str, looked: list[str], fix: str, cause: str = "") -> DatasetError:
@@ -453,6 +484,7 @@ def load_dataset(
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r} in the config key `datasets`; known: {', '.join(DATASETS)}")
     cache = resolve_cache_dir(cache_dir)
+    _check_folders(root, cache_dir, cache)
     if name == "fashion-mnist":
         parts = _load_fashion(root, cache, download)
     elif name in _CIFAR:

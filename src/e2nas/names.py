@@ -9,6 +9,13 @@ BASELINE_METHODS = ("darts", "gdas", "rsps")
 METHODS = E2NAS_METHODS + BASELINE_METHODS
 # Not a search: a uniformly drawn cell of the space, retrained as the report's reference.
 RANDOM_METHOD = "random"
+# Not a search either: a published or given cell (config `references`), retrained beside the found
+# ones under the same protocol; its rows' method is this prefix and the reference's slug.
+REFERENCE_PREFIX = "ref-"
+
+
+def is_reference(method: str) -> bool:
+    return method.startswith(REFERENCE_PREFIX)
 # The module of e2nas.search that implements each method (its METHOD_CLASSES maps the name to a
 # class). The search loop imports it by name, so a job's code is its own method's and no other.
 METHOD_MODULES = {

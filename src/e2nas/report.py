@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from scipy.stats import kendalltau
 
 from e2nas import spaces
-from e2nas.names import METHODS, RANDOM_METHOD
+from e2nas.names import METHODS, RANDOM_METHOD, is_reference
 
 # The parts of a space this module asks for (e2nas.code_inputs: a stage's code holds them).
 # Space.draw: the found cells' pictures.
@@ -131,6 +131,13 @@ def collect_results(search_files: list[str], retrain_files: list[str], table=Non
             f"but the search found {r['arch']}; rerun the retrain stage"
         )
     df["arch"] = df["arch"].fillna(df["retrain_arch"])
+    if table is not None:  # cells no search found (the random cell, the references): their table accuracies too
+        for i in df.index[df["nb201_cifar10"].isna() if "nb201_cifar10" in df else []]:
+            nb = table.lookup(df.at[i, "arch"]) if spaces.get(df.at[i, "space"]).has_benchmark_table else None
+            for k in NB201_KEYS if nb else ():
+                df.at[i, f"nb201_{k}"] = float(nb[k])
+            if nb:
+                df.at[i, "percentile_cifar10"] = table.percentile(float(nb["cifar10"]), "cifar10")
     on_protocol = df["protocol"].eq("ground-truth") & (ground_truth is not None)
     df["ground_truth_percentile"] = [ground_truth.percentile(a) if ok else math.nan
                                      for a, ok in zip(df["test_accuracy"], on_protocol)]
@@ -166,10 +173,15 @@ def collect_trajectories(search_files: list[str], dataset: str | None = None) ->
     return out
 
 
+def searched(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of cells a search found: not the random cell, not the references."""
+    return df[(df["method"] != RANDOM_METHOD) & ~df["method"].map(is_reference)]
+
+
 def found_genotypes(df: pd.DataFrame) -> list[dict]:
-    """The found cells of the searched methods (not `random`), one dict per (dataset, method, seed):
-    keys, the cell's text (a DARTS Genotype) and what retraining it gave."""
-    found = df[df["method"] != RANDOM_METHOD]
+    """The found cells of the searched methods (not `random`, not the references), one dict per
+    (dataset, method, seed): keys, the cell's text (a DARTS Genotype) and what retraining it gave."""
+    found = searched(df)
     cols = [c for c in (*KEYS, "test_accuracy", "params", "arch") if c in found.columns]
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in found[cols].to_dict("records")]
 
@@ -353,11 +365,16 @@ def transfer_proxy_label(frame: pd.DataFrame) -> str:
 
 
 def reference_lines(frame: pd.DataFrame, table) -> dict[str, dict[str, float]]:
-    """Reference values per metric: the retrained random cell; the NB201 space's mean and best."""
+    """Reference values per metric: the retrained random cell and the config's reference cells (mean over
+    seeds); the NB201 space's mean and best."""
     lines = {"test_accuracy": {}, "nb201_cifar10": {}}
     random_acc = frame.loc[frame["method"] == RANDOM_METHOD, "test_accuracy"].mean()
     if random_acc == random_acc:
         lines["test_accuracy"]["random cell (retrained)"] = float(random_acc)
+    for method, rows in frame[frame["method"].map(is_reference)].groupby("method", sort=False):
+        accuracy = rows["test_accuracy"].mean()
+        if accuracy == accuracy:
+            lines["test_accuracy"][f"{method} (retrained)"] = float(accuracy)
     if table is not None:
         stats = table.stats()
         lines["nb201_cifar10"] = {"space mean (NB201 C-10)": stats["mean"], "best cell (NB201 C-10)": stats["best"]}
@@ -366,16 +383,15 @@ def reference_lines(frame: pd.DataFrame, table) -> dict[str, dict[str, float]]:
 
 def method_figures(frame: pd.DataFrame, table) -> dict[str, Figure]:
     """The bar charts per method: retrain test accuracy, and the NB201 table accuracy where there is a table."""
-    summary = summarize(frame)
-    searched = summary[summary["method"] != RANDOM_METHOD]
+    summary = summarize(searched(frame))
     lines = reference_lines(frame, table)
     datasets = ", ".join(sorted(frame["dataset"].unique()))
     out = {}
     if table is not None:
-        fig = plot_method_bars(searched, "nb201_cifar10", lines["nb201_cifar10"])
+        fig = plot_method_bars(summary, "nb201_cifar10", lines["nb201_cifar10"])
         fig.axes[0].set_title(f"NB201 CIFAR-10 table accuracy of the found cells{transfer_proxy_label(frame)}", fontsize=10)
         out["nb201_cifar10_by_method.png"] = fig
-    fig = plot_method_bars(searched, "test_accuracy", lines["test_accuracy"])
+    fig = plot_method_bars(summary, "test_accuracy", lines["test_accuracy"])
     fig.axes[0].set_title(f"test accuracy after retraining from scratch ({datasets})", fontsize=10)
     out["retrain_accuracy_by_method.png"] = fig
     return out
@@ -394,8 +410,8 @@ def trajectory_figures(trajectories: dict[tuple[str, int], list[dict]], table) -
 
 
 def draw_found_cells(frame: pd.DataFrame, space) -> Figure | None:
-    """One small drawing per found cell (every method and seed, the random reference left out)."""
-    found = frame[frame["method"] != RANDOM_METHOD]
+    """One small drawing per found cell (every method and seed; the random cell and the references left out)."""
+    found = searched(frame)
     if found.empty:
         return None
     fig = Figure(figsize=(6.5, 2.4 * len(found)), layout="constrained")

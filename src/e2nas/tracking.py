@@ -2,23 +2,37 @@
 
 Defaults: the embedded store `sqlite:///results/mlflow.db` with artifacts under
 `results/mlartifacts`; `MLFLOW_TRACKING_URI` points everything at a team server instead.
-One MLflow run per stage invocation, in one experiment per config `run`. A notebook opens its
-run with `start_stage_run` and records the run id in a small file; the rule's step after
-papermill (`finish_stage_run`) logs the executed notebook and ends the run, so the notebook
-is logged complete, also when the stage failed.
+One MLflow run per stage invocation, in one experiment per config `run`, named
+`{rule} {method} seed{seed}` (the parts a stage has). A notebook opens its run with
+`start_stage_run` and records the run id in a small file; the rule's step after papermill
+(`finish_stage_run`) logs the executed notebook (.ipynb and .html) and ends the run, so the
+notebook is logged complete, also when the stage failed.
+
+The stage runs of one `snakemake` call ($E2NAS_INVOCATION) are nested under one parent run,
+`pipeline {invocation}`, which the first of its jobs creates; it is RUNNING while any of its stage
+runs is, and FINISHED (FAILED if a stage failed or was killed) once none is.
+
+Errors of the store become one TrackingError naming the store and the fix: a server that does
+not answer, a local store that cannot be written or is not a readable database.
 
 Without MLflow installed (the GPU machine) every call is a no-op with one logged note.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import logging
 import os
 import random
+import re
+import shlex
+import shutil
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +58,16 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
 }
 LOCK_RETRY_SECONDS = 120.0
+
+# The tags that nest a pipeline's stage runs under its parent run.
+INVOCATION_TAG = "pipeline_invocation"
+PARENT_TAG = "is_parent"
+PARENT_RUN_ID_TAG = "mlflow.parentRunId"  # MLflow's own: the UI nests a run under this run id
+# MLflow 3 opens an experiment on a GenAI overview unless it is tagged as classic model training.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# Integer settings that results dicts carry beside their metrics: logged as params, not metrics.
+CONFIG_KEYS = frozenset({"seed", "epochs", "sample_seed", "split_seed", "torch_threads"})
 
 
 class TrackingError(RuntimeError):
@@ -89,35 +113,126 @@ def retry_locked(fn: Callable) -> Callable:
     return wrapper
 
 
+def _local_db(uri: str) -> Path | None:
+    """The SQLite file of a local store URI (None for a server or another backend)."""
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else "")[:300]
+
+
+def _store_error(uri: str, exc: BaseException) -> TrackingError:
+    """One TrackingError for a failed store call: what is wrong with which store, and the fix."""
+    detail = f"{type(exc).__name__}: {_first_line(exc)}"
+    db = _local_db(uri)
+    if db is None:
+        fix = "Start the server or fix" if uri.startswith("http") else "Fix"
+        return TrackingError(
+            f"MLflow tracking store {uri} failed: {detail}. "
+            f"{fix} MLFLOW_TRACKING_URI (unset it to use {RESULTS_DIR}/mlflow.db)"
+        )
+    # A local store is a file: there is no server to start; the folder or the file is what is wrong.
+    text = str(exc).lower()
+    q = shlex.quote
+    move_aside = f"mv {q(str(db))} {q(str(db) + '.broken')}"
+    blocker = next((p for p in (db, *db.parents) if p.exists()), None)
+    if blocker is not None and blocker != db and not blocker.is_dir():
+        return TrackingError(
+            f"the local MLflow store {db} cannot be created: {blocker} is a file, not a folder ({detail}). "
+            f"Move {blocker} aside, run from another folder, or set MLFLOW_TRACKING_URI to a tracking server"
+        )
+    if db.is_dir():
+        return TrackingError(
+            f"the local MLflow store {db} is a folder, not an SQLite file ({detail}). "
+            f"Move it aside ({move_aside}) to start a fresh store"
+        )
+    if (
+        isinstance(exc, PermissionError)
+        or (isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS))
+        or "readonly database" in text
+        or "read-only file system" in text
+        or "unable to open database file" in text
+        or "permission denied" in text
+    ):
+        where = getattr(exc, "filename", None) or db
+        return TrackingError(
+            f"cannot write the local MLflow store: {where} is not writable ({detail}). "
+            f"Make {db.parent} writable (chmod -R u+w {q(str(db.parent))}), run from a folder you can write, "
+            f"or set MLFLOW_TRACKING_URI to a tracking server"
+        )
+    broken = ("file is not a database", "malformed", "disk i/o error", "not a database", "corrupt", "no such table")
+    if any(b in text for b in broken):
+        return TrackingError(
+            f"{db} is not a readable MLflow database ({detail}); move it aside ({move_aside}) "
+            f"to start a fresh store, or restore it from a backup"
+        )
+    return TrackingError(f"the local MLflow store {db} refused a call: {detail}")
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """The lock file beside a local SQLite store (nothing for a server): one job at a time inside."""
+    db = _local_db(uri)
+    if db is None:
+        yield
+        return
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(db) + ".lock")
+        lock.acquire()
+    except OSError as exc:  # a read-only results/, or a file where the folder should be
+        raise _store_error(uri, exc) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def _client(results_dir: str | os.PathLike = RESULTS_DIR) -> MlflowClient:
     uri = tracking_uri(results_dir)
     if uri.startswith("http"):
         for k, v in HTTP_DEFAULTS.items():
             os.environ.setdefault(k, v)
         return MlflowClient(tracking_uri=uri)
-    if not uri.startswith("sqlite:///"):
+    if _local_db(uri) is None:
         return MlflowClient(tracking_uri=uri)
     # Opening a fresh SQLite file creates its schema; jobs that start together would race on
     # it, so opening the store and its first query are serialised by a lock file beside it.
-    db = Path(uri[len("sqlite:///") :])
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(db) + ".lock"):
-        client = retry_locked(MlflowClient)(tracking_uri=uri)
+    with _store_lock(uri):
+        try:
+            client = retry_locked(MlflowClient)(tracking_uri=uri)
+        except Exception as exc:  # a damaged file fails here, while MLflow checks its schema
+            if _is_transient(exc):
+                raise
+            _forget_engine(uri)
+            raise _store_error(uri, exc) from None
         _call(uri, client.search_experiments, max_results=1)
     return client
 
 
+def _forget_engine(uri: str) -> None:
+    """Drop MLflow's cached engine of a store that failed to open, so that once the file is moved
+    aside, the next call in this process opens the fresh one (MLflow caches engines per URI)."""
+    try:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        engine = SqlAlchemyStore._engine_map.pop(uri, None)
+        if engine is not None:
+            engine.dispose()
+    except Exception:  # another MLflow keeps its engines elsewhere: a new process opens afresh anyway
+        pass
+
+
 def _call(uri: str, fn: Callable, *args, **kwargs):
-    """Run one store call; a store that cannot be reached becomes one TrackingError naming the URI."""
+    """Run one store call; a store that cannot be reached or read becomes one TrackingError naming it."""
     try:
         return retry_locked(fn)(*args, **kwargs)
     except Exception as exc:
         if _is_transient(exc):
             raise
-        raise TrackingError(
-            f"MLflow tracking store {uri} failed: {type(exc).__name__}: {str(exc)[:300]}. "
-            f"Start the server or fix MLFLOW_TRACKING_URI (unset it to use {RESULTS_DIR}/mlflow.db)"
-        ) from None
+        raise _store_error(uri, exc) from None
 
 
 def init_store(results_dir: str | os.PathLike = RESULTS_DIR) -> str | None:
@@ -145,16 +260,109 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
 
 
 def _experiment_id(client, uri: str, name: str, results_dir) -> str:
+    """The experiment `name`, created on first need, tagged as model training (see EXPERIMENT_KIND_TAG)."""
     exp = _call(uri, client.get_experiment_by_name, name)
     if exp is not None:
+        if EXPERIMENT_KIND_TAG not in exp.tags:  # created before the tag was set: set it, keep any other kind
+            _call(uri, client.set_experiment_tag, exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     try:
-        return _call(uri, client.create_experiment, name, artifact_location=artifact_root(name, results_dir))
+        return _call(
+            uri, client.create_experiment, name, artifact_location=artifact_root(name, results_dir),
+            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+        )
     except TrackingError:
         exp = _call(uri, client.get_experiment_by_name, name)  # another job created it first
         if exp is None:
             raise
         return exp.experiment_id
+
+
+def run_name(stage: str, tags: dict[str, Any]) -> str:
+    """`{rule} {method} seed{seed}`, the parts a stage has: `search_architecture e2nas seed0`, `pretrain_vgae`."""
+    parts = [stage]
+    if tags.get("method") is not None:
+        parts.append(str(tags["method"]))
+    if tags.get("seed") is not None:
+        parts.append(f"seed{tags['seed']}")
+    return " ".join(parts)
+
+
+def artifact_stem(name: str) -> str:
+    """A run name as a file name: `search_architecture-e2nas-seed0`."""
+    return re.sub(r"[^\w.+-]+", "-", name).strip("-") or "notebook"
+
+
+def _search_all(client, uri: str, exp_id: str, filter_string: str) -> list:
+    runs, token = [], None
+    while True:
+        page = _call(uri, client.search_runs, [exp_id], filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _parents(client, uri: str, exp_id: str, invocation: str) -> list:
+    """The parent runs of `invocation` in the experiment, the first created first."""
+    if re.fullmatch(r"[\w.:-]+", invocation):
+        found = _search_all(client, uri, exp_id, f"tags.{PARENT_TAG} = 'true' and tags.{INVOCATION_TAG} = '{invocation}'")
+    else:  # a hand-set id a filter string cannot quote: filter here
+        found = _search_all(client, uri, exp_id, f"tags.{PARENT_TAG} = 'true'")
+    found = [r for r in found if r.data.tags.get(INVOCATION_TAG) == invocation]
+    return sorted(found, key=lambda r: (r.info.start_time, r.info.run_id))
+
+
+def _parent_run(client, uri: str, exp_id: str, invocation: str, tags: dict[str, Any]) -> str:
+    """The id of the parent run of this `snakemake` call, created by whichever job comes first.
+
+    A local store: lookup and creation under the lock file beside it. A server: lookup, create,
+    and look again; of racing creators all keep the first created and delete their own.
+    """
+    with _store_lock(uri):
+        found = _parents(client, uri, exp_id, invocation)
+        if found:
+            parent = found[0]
+        else:
+            notes = str(tags.get("notes") or "")
+            parent_tags = {
+                PARENT_TAG: "true",
+                INVOCATION_TAG: invocation,
+                "git_commit": git_commit(),
+                **{k: str(tags[k]) for k in ("run", "notes") if tags.get(k) is not None},
+            }
+            if notes:
+                parent_tags["mlflow.note.content"] = notes  # the run's description in the UI
+            parent = _call(uri, client.create_run, exp_id, tags=parent_tags, run_name=f"pipeline {invocation}")
+            if _local_db(uri) is None:
+                found = _parents(client, uri, exp_id, invocation)
+                if found and found[0].info.run_id != parent.info.run_id:
+                    _call(uri, client.delete_run, parent.info.run_id)  # another job's came first
+                    parent = found[0]
+    if parent.info.status != "RUNNING":  # an earlier stage of this call ended it: a stage runs again
+        try:
+            _call(uri, client.update_run, parent.info.run_id, status="RUNNING")
+        except TrackingError as exc:  # the stage's own run matters more than its parent's status
+            log.warning("could not mark the pipeline run %s running: %s", parent.info.run_id, exc)
+    return parent.info.run_id
+
+
+def _update_parent(client, uri: str, parent_id: str | None) -> None:
+    """After a stage run ended: end its parent (FINISHED, or FAILED if a stage failed or was killed)
+    once none of its stage runs is RUNNING; otherwise leave it RUNNING."""
+    if not parent_id:
+        return
+    try:
+        parent = _call(uri, client.get_run, parent_id)
+        children = _search_all(client, uri, parent.info.experiment_id, f"tags.`{PARENT_RUN_ID_TAG}` = '{parent_id}'")
+        statuses = {r.info.status for r in children}
+        if "RUNNING" in statuses or "SCHEDULED" in statuses:
+            return
+        status = "FAILED" if statuses & {"FAILED", "KILLED"} else "FINISHED"
+        if parent.info.status != status or parent.info.end_time is None:
+            _call(uri, client.set_terminated, parent_id, status)
+    except TrackingError as exc:  # the stage itself is logged: a parent left as it was is no reason to fail it
+        log.warning("could not update the pipeline run %s: %s", parent_id, exc)
 
 
 def flatten(params: dict, prefix: str = "") -> dict[str, str]:
@@ -174,28 +382,42 @@ class StageRun:
 
     def __init__(self, client, uri: str, run_id: str | None):
         self.client, self.uri, self.run_id = client, uri, run_id
+        self._params: dict[str, str] = {}  # what this object logged as params (no round trip to check)
 
     @property
     def active(self) -> bool:
         return self.run_id is not None
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """Numbers as metrics at `step` (0 if None); None, NaN and booleans are left out.
+
+        The integer settings a results dict carries beside its metrics (CONFIG_KEYS: seed,
+        epochs, ...) are logged as params instead, once.
+        """
         if not self.active:
             return
+        numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
+        settings = {}
+        for k in [k for k in numbers if k in CONFIG_KEYS]:
+            value = numbers[k]
+            value = str(int(value)) if float(value).is_integer() else str(value)
+            if self._params.get(k, value) == value:  # one already logged differently stays a metric
+                settings[k] = value
+                del numbers[k]
+        if settings:
+            self.log_params(settings)
         now = int(time.time() * 1000)
-        batch = [
-            Metric(k, float(v), now, step or 0)
-            for k, v in metrics.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
-        ]
+        batch = [Metric(k, float(v), now, step or 0) for k, v in numbers.items()]
         for i in range(0, len(batch), 500):
             _call(self.uri, self.client.log_batch, self.run_id, metrics=batch[i : i + 500])
 
     def log_params(self, params: dict) -> None:
         if self.active:
-            flat = [Param(k, v) for k, v in flatten(params).items()]
+            values = {k: v for k, v in flatten(params).items() if self._params.get(k) != v}
+            flat = [Param(k, v) for k, v in values.items()]
             for i in range(0, len(flat), 90):
                 _call(self.uri, self.client.log_batch, self.run_id, params=flat[i : i + 90])
+            self._params.update(values)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         if self.active:
@@ -224,15 +446,18 @@ class StageRun:
         return log_epoch
 
 
-def _end_killed_run(client, run_file: str | os.PathLike) -> None:
-    """A run file left behind names the run of an invocation that was killed: mark that run KILLED."""
+def _end_killed_run(client, uri: str, run_file: str | os.PathLike) -> None:
+    """A run file left behind names the run of an invocation that was killed: mark that run KILLED
+    (and end its pipeline run, if nothing of that call runs any more)."""
     run_file = Path(run_file)
     if not run_file.exists():
         return
     run_id = run_file.read_text().strip()
     try:
-        if retry_locked(client.get_run)(run_id).info.status == "RUNNING":
+        run = retry_locked(client.get_run)(run_id)
+        if run.info.status == "RUNNING":
             retry_locked(client.set_terminated)(run_id, "KILLED")
+            _update_parent(client, uri, run.data.tags.get(PARENT_RUN_ID_TAG))
     except Exception as exc:  # e.g. a run file from another store: nothing to end there
         log.warning("could not end the killed run %s named in %s: %s", run_id, run_file, exc)
 
@@ -247,8 +472,10 @@ def start_stage_run(
 ) -> StageRun:
     """Open the MLflow run of one stage invocation and record its id in `run_file`.
 
-    Tags: the given ones (space, dataset, method, seed, ...) plus stage, git commit and the
-    pipeline invocation ($E2NAS_INVOCATION, set once per `snakemake` call).
+    Named `{stage} {method} seed{seed}` (see `run_name`). Tags: the given ones (space, dataset,
+    method, seed, ...) plus stage, git commit and the pipeline invocation ($E2NAS_INVOCATION, set
+    once per `snakemake` call); with $E2NAS_INVOCATION set, the run is nested under that call's
+    parent run `pipeline {invocation}` (created here by the first job that needs it).
     """
     if mlflow is None:
         log.warning("MLflow is not installed: stage %s is not tracked", stage)
@@ -256,18 +483,20 @@ def start_stage_run(
     client = _client(results_dir)
     uri = tracking_uri(results_dir)
     exp_id = _experiment_id(client, uri, experiment, results_dir)
+    invocation = os.environ.get("E2NAS_INVOCATION")
     all_tags = {
         "stage": stage,
         "git_commit": git_commit(),
-        "pipeline_invocation": os.environ.get("E2NAS_INVOCATION", "interactive"),
+        INVOCATION_TAG: invocation or "interactive",
         **{k: v for k, v in tags.items() if v is not None},
     }
-    name = "-".join(str(v) for v in [stage, *[tags.get(k) for k in ("dataset", "method")], tags.get("seed")] if v is not None)
-    run = _call(uri, client.create_run, exp_id, tags={k: str(v) for k, v in all_tags.items()}, run_name=name)
+    if invocation:
+        all_tags[PARENT_RUN_ID_TAG] = _parent_run(client, uri, exp_id, invocation, tags)
+    run = _call(uri, client.create_run, exp_id, tags={k: str(v) for k, v in all_tags.items()}, run_name=run_name(stage, tags))
     stage_run = StageRun(client, uri, run.info.run_id)
     stage_run.log_params(params)
     if run_file:
-        _end_killed_run(client, run_file)
+        _end_killed_run(client, uri, run_file)
         Path(run_file).parent.mkdir(parents=True, exist_ok=True)
         Path(run_file).write_text(run.info.run_id + "\n")
     return stage_run
@@ -290,6 +519,20 @@ def open_stage_run(tracking: dict, **params) -> StageRun:
     return start_stage_run(params=stage_params(**params), **tracking)
 
 
+def notebook_html(notebook: str | os.PathLike, html: str | os.PathLike) -> bool:
+    """The executed notebook as one HTML page (nbconvert, code cells kept); False, with a note, if it cannot."""
+    try:
+        import nbformat
+        from nbconvert import HTMLExporter
+
+        body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
+        Path(html).write_text(body, encoding="utf-8")
+        return True
+    except Exception as exc:  # e.g. nbconvert missing, or a notebook torn by a kill: the .ipynb still goes
+        log.warning("could not render %s as HTML (%s: %s); only the .ipynb is logged", notebook, type(exc).__name__, exc)
+        return False
+
+
 def finish_stage_run(
     notebook: str | os.PathLike,
     run_file: str | os.PathLike,
@@ -301,8 +544,10 @@ def finish_stage_run(
 ) -> str | None:
     """After papermill: log the executed notebook to the stage's run and end it.
 
-    If the notebook died before opening a run, a FAILED run is created to hold the notebook,
-    so every invocation leaves a trace.
+    The notebook goes under `notebook/` as `{run name}.ipynb` and `.html` (e.g.
+    `notebook/search_architecture-e2nas-seed0.html`). If the notebook died before opening a run,
+    a FAILED run is created to hold it, so every invocation leaves a trace. The pipeline's parent
+    run ends once none of its stage runs is running (see `_update_parent`).
     """
     if mlflow is None:
         return None
@@ -314,7 +559,15 @@ def finish_stage_run(
         run_file.unlink()
     else:
         run = start_stage_run(experiment, stage, {}, tags or {}, None, results_dir)
+    info = _call(run.uri, run.client.get_run, run.run_id)
     if Path(notebook).exists():
-        run.log_artifact(notebook, "notebook")
+        stem = artifact_stem(info.info.run_name or run_name(stage, tags or {}))
+        with tempfile.TemporaryDirectory() as tmp:
+            named = Path(tmp) / f"{stem}.ipynb"
+            shutil.copyfile(notebook, named)
+            run.log_artifact(named, "notebook")
+            if notebook_html(named, named.with_suffix(".html")):
+                run.log_artifact(named.with_suffix(".html"), "notebook")
     _call(run.uri, run.client.set_terminated, run.run_id, "FINISHED" if succeeded else "FAILED")
+    _update_parent(run.client, run.uri, info.data.tags.get(PARENT_RUN_ID_TAG))
     return run.run_id

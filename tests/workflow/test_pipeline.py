@@ -26,7 +26,9 @@ def test_every_stage_wrote_valid_outputs(smoke_pipeline):
             metrics = json.loads((results / "retrain" / "fashion-mnist" / "nb201" / method / f"seed{seed}" / "metrics.json").read_text())
             assert metrics["arch"] == result["arch"] and 0 <= metrics["test_accuracy"] <= 100
     summary = pd.read_csv(results / "report" / "summary.csv")
-    assert set(summary.method) == set(cfg["methods"]) | {"random"}
+    assert set(summary.method) == set(cfg["methods"]) | {"random"} | {f"ref-{n}" for n in cfg["references"]["nb201"]}
+    best = summary[summary.method == "ref-nb201-best"].iloc[0]  # a reference row, with its NB201 table accuracy
+    assert best.nb201_cifar10 == pytest.approx(94.37, abs=0.005) and 0 <= best.test_accuracy <= 100
     assert (results / "report" / "report.ipynb").is_file()
     assert not (results / "checkpoints").exists() or not any((results / "checkpoints").rglob("*.pt"))
 
@@ -34,7 +36,7 @@ def test_every_stage_wrote_valid_outputs(smoke_pipeline):
 def test_mlflow_holds_every_stage_with_notebook(smoke_pipeline):
     client = MlflowClient(f"sqlite:///{smoke_pipeline['workdir'] / 'results' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("smoke")
-    runs = client.search_runs([exp.experiment_id])
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.stage LIKE '%'")  # the stage runs, not their parent
     stages = {r.data.tags["stage"] for r in runs}
     assert stages == {"build_graphs", "pretrain_vgae", "warmup_supernet", "search_architecture", "retrain_cell", "rank_supernet",
                       "report"}
@@ -44,8 +46,8 @@ def test_mlflow_holds_every_stage_with_notebook(smoke_pipeline):
     assert stage1.data.params["space"] == "nb201"
     assert stage1.data.metrics["num_unique"] == 15625
     notebooks = [a.path for a in client.list_artifacts(stage1.info.run_id, "notebook")]
-    assert notebooks == ["notebook/nb201.ipynb"]
-    local = client.download_artifacts(stage1.info.run_id, "notebook/nb201.ipynb")
+    assert notebooks == ["notebook/build_graphs.html", "notebook/build_graphs.ipynb"]
+    local = client.download_artifacts(stage1.info.run_id, "notebook/build_graphs.ipynb")
     executed = json.load(open(local))
     assert executed["metadata"]["papermill"]["end_time"]  # logged after papermill finished
     assert not executed["metadata"]["papermill"]["exception"]

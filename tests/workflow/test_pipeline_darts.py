@@ -66,7 +66,8 @@ def test_search_and_retrain_stages_give_darts_genotypes_and_darts_params(smoke_d
 def test_report_lists_every_method_with_genotype_accuracy_and_params(smoke_darts_pipeline):
     cfg, out = smoke_darts_pipeline["config"], results(smoke_darts_pipeline)
     summary = pd.read_csv(out / "report" / "summary.csv")
-    assert sorted(summary.method) == sorted([*cfg["methods"], "random"]) and set(summary.space) == {"darts"}
+    references = [f"ref-{name}" for name in cfg["references"]["darts"]]
+    assert sorted(summary.method) == sorted([*cfg["methods"], "random", *references]) and set(summary.space) == {"darts"}
     assert not set(NB201_COLUMNS) & set(summary.columns)
     assert summary.test_accuracy.between(0, 100).all() and (summary.params > 0).all()
     for row in summary.itertuples():
@@ -81,7 +82,7 @@ def test_report_lists_every_method_with_genotype_accuracy_and_params(smoke_darts
 
 def test_mlflow_holds_every_stage_tagged_darts(smoke_darts_pipeline):
     client = MlflowClient(f"sqlite:///{smoke_darts_pipeline['workdir'] / 'results' / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name(smoke_darts_pipeline["config"]["run"]).experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name(smoke_darts_pipeline["config"]["run"]).experiment_id], filter_string="tags.stage LIKE '%'")
     assert {r.data.tags["stage"] for r in runs} == {
         "build_graphs", "pretrain_vgae", "warmup_supernet", "search_architecture", "retrain_cell", "report"}
     assert {r.data.tags["space"] for r in runs} == {"darts"} and {r.info.status for r in runs} == {"FINISHED"}
@@ -114,7 +115,26 @@ def test_changing_the_retrain_section_reruns_only_retrains_and_the_report(smoke_
     with edited_config(smoke_darts_pipeline, "retrain", epochs=2):
         jobs = planned_jobs(smoke_darts_pipeline)
     assert {rule for rule, _ in jobs} == {"retrain_cell", "report", "all"}
-    assert sum(rule == "retrain_cell" for rule, _ in jobs) == len(smoke_darts_pipeline["config"]["methods"]) + 1
+    cfg = smoke_darts_pipeline["config"]
+    assert sum(rule == "retrain_cell" for rule, _ in jobs) == len(cfg["methods"]) + 1 + len(cfg["references"]["darts"])
+
+
+def test_a_published_cell_taking_one_input_twice_retrains_as_a_reference(smoke_darts_pipeline):
+    """Issue 19: the E2NAS authors' CIFAR-10 cell (two nodes read c_{k-1} twice) goes through the same
+    retrain rule and protocol as the found cells, and the report shows it as a reference row."""
+    from e2nas import spaces
+
+    space = spaces.get("darts")
+    out = results(smoke_darts_pipeline)
+    metrics = json.loads((out / "retrain" / "fashion-mnist" / "darts" / "ref-e2nas" / "seed0" / "metrics.json").read_text())
+    expected = space.canonical_text(space.reference_cells()["e2nas"].arch)
+    assert metrics["arch"] == expected and 0 <= metrics["test_accuracy"] <= 100 and metrics["params"] > 0
+    normal = space.parse(expected)[:16]
+    assert any(normal[i] == normal[i + 2] for i in range(0, 16, 4))  # a node with the same input in both slots
+    found = json.loads((out / "retrain" / "fashion-mnist" / "darts" / "gdas" / "seed0" / "metrics.json").read_text())
+    assert len(metrics["history"]["epoch"]) == len(found["history"]["epoch"])  # the found cells' protocol
+    summary = pd.read_csv(out / "report" / "summary.csv")
+    assert summary.loc[summary.method == "ref-e2nas", "arch"].item() == expected
 
 
 def test_changing_the_graphs_section_reruns_stage1_and_what_reads_the_vgae(smoke_darts_pipeline):

@@ -440,13 +440,13 @@ def test_sigkill_mid_warmup_then_rerun_resumes_from_the_checkpoint(tmp_path):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{workdir / 'results' / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id], filter_string="tags.stage LIKE '%'")
     by_status = {r.info.status: r for r in runs}
     assert len(runs) == 2 and set(by_status) == {"KILLED", "FINISHED"}
     steps = lambda r: sorted(m.step for m in client.get_metric_history(r.info.run_id, "loss"))  # noqa: E731
     assert steps(by_status["FINISHED"]) == list(range(done + 1, epochs))
     assert set(steps(by_status["KILLED"])) <= set(range(done + 1))
-    assert [a.path for a in client.list_artifacts(by_status["FINISHED"].info.run_id, "notebook")] == ["notebook/seed0.ipynb"]
+    assert [a.path for a in client.list_artifacts(by_status["FINISHED"].info.run_id, "notebook")] == ["notebook/warmup_supernet-seed0.html", "notebook/warmup_supernet-seed0.ipynb"]
 
 
 # ---------------------------------------------------------------- 3. a real tracking server (slow)
@@ -514,12 +514,12 @@ def test_stage_against_a_tracking_server_then_with_the_server_down(tmp_path, mlf
     # Read the run and its artifacts back over HTTP.
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("smoke")
-    (run,) = client.search_runs([exp.experiment_id])
+    (run,) = client.search_runs([exp.experiment_id], filter_string="tags.stage LIKE '%'")
     assert run.info.status == "FINISHED" and run.data.tags["stage"] == "build_graphs"
     assert run.data.metrics["num_unique"] == 15625 and run.data.params["space"] == "nb201"
     paths = {a.path for top in ("notebook", "outputs", "plots") for a in client.list_artifacts(run.info.run_id, top)}
-    assert paths == {"notebook/nb201.ipynb", "outputs/nb201.json", "outputs/nb201.pt", "plots/op_counts.png"}
-    fetched = Path(client.download_artifacts(run.info.run_id, "notebook/nb201.ipynb", str(tmp_path)))
+    assert paths == {"notebook/build_graphs.html", "notebook/build_graphs.ipynb", "outputs/nb201.json", "outputs/nb201.pt", "plots/op_counts.png"}
+    fetched = Path(client.download_artifacts(run.info.run_id, "notebook/build_graphs.ipynb", str(tmp_path)))
     executed = json.loads(fetched.read_text())
     assert executed["metadata"]["papermill"]["end_time"] and not executed["metadata"]["papermill"]["exception"]
     summary = Path(client.download_artifacts(run.info.run_id, "outputs/nb201.json", str(tmp_path)))

@@ -227,8 +227,8 @@ def test_smoke_pipeline_through_slurm_matches_a_local_run(smoke_pipeline, cluste
     # Every stage's MLflow run is on the one server, shaped like the local run's, in one invocation.
     server = MlflowClient(tracking_server)
     local_store = MlflowClient(f"sqlite:///{smoke_pipeline['workdir'] / 'results' / 'mlflow.db'}")
-    remote_runs = server.search_runs([server.get_experiment_by_name("smoke").experiment_id])
-    local_runs = local_store.search_runs([local_store.get_experiment_by_name("smoke").experiment_id])
+    remote_runs = server.search_runs([server.get_experiment_by_name("smoke").experiment_id], filter_string="tags.stage LIKE '%'")
+    local_runs = local_store.search_runs([local_store.get_experiment_by_name("smoke").experiment_id], filter_string="tags.stage LIKE '%'")
     assert len(remote_runs) == len(local_runs) == len(expected)
     assert {run_key(r) for r in remote_runs} == {run_key(r) for r in local_runs}
     assert {r.data.tags["stage"] for r in remote_runs} == STAGES
@@ -320,7 +320,7 @@ def test_scancel_mid_warmup_fails_the_job_then_the_rerun_resumes_from_its_checkp
 
     # On the server: the killed run is marked KILLED by the rerun; the rerun logged only the rest.
     client = MlflowClient(tracking_server)
-    runs = client.search_runs([client.get_experiment_by_name("slurm-kill").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("slurm-kill").experiment_id], filter_string="tags.stage LIKE '%'")
     by_status = {r.info.status: r for r in runs}
     assert len(runs) == 2 and set(by_status) == {"KILLED", "FINISHED"}
     steps = lambda r: sorted(m.step for m in client.get_metric_history(r.info.run_id, "loss"))  # noqa: E731

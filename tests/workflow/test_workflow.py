@@ -94,7 +94,8 @@ def test_darts_profile_plans_every_stage_on_darts_paths(tmp_path, name):
     assert (count("build_graphs"), count("pretrain_vgae"), count("report"), count("all")) == (1, 1, 1, 1)
     assert count("warmup_supernet") == runs
     assert count("search_architecture") == runs * len(cfg["methods"])
-    assert count("retrain_cell") == runs * (len(cfg["methods"]) + 1)  # + the random-cell reference
+    merged = {**profile("config.yaml")["references"], **(cfg.get("references") or {})}  # --configfile merges
+    assert count("retrain_cell") == runs * (len(cfg["methods"]) + 1 + len(merged["darts"]))  # + random cell, references
     for job in jobs:
         if job["wildcards"]:
             assert job["wildcards"]["space"] == "darts", job

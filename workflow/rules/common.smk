@@ -1,6 +1,8 @@
 # Paths, parameters and input helpers shared by the stage rules.
+import functools
 import json
 import os
+import re
 import shlex
 import sys
 import uuid
@@ -11,7 +13,7 @@ import yaml
 ROOT = Path(workflow.basedir)
 sys.path.insert(0, str(ROOT / "src"))
 from e2nas.code_inputs import stage_code  # noqa: E402 (torch-free: no library numerics at parse time)
-from e2nas.names import BASELINE_METHODS, E2NAS_METHODS, RANDOM_METHOD  # noqa: E402
+from e2nas.names import BASELINE_METHODS, E2NAS_METHODS, RANDOM_METHOD, REFERENCE_PREFIX, is_reference  # noqa: E402
 
 RESULTS = f"results/{config['run']}"
 FINISH_SCRIPT = shlex.quote(str(ROOT / "workflow" / "scripts" / "finish_stage_run.py"))
@@ -37,10 +39,14 @@ NOTEBOOK_SHELL = (
 
 
 def init_tracking_store():
-    """Create the MLflow store once, before parallel jobs would race to create it."""
-    from e2nas.tracking import init_store
+    """Create the MLflow store once, before parallel jobs would race to create it; a store that cannot
+    be opened (read-only results/, a corrupt mlflow.db) stops the run with what to do, no traceback."""
+    from e2nas.tracking import TrackingError, init_store
 
-    init_store()
+    try:
+        init_store()
+    except TrackingError as error:
+        sys.exit(str(error))
 
 
 def notebook(name):
@@ -170,6 +176,20 @@ def get_rank_inputs(wc):
     }
 
 
+@functools.cache
+def reference_cells():
+    """{method: canonical cell text} of the config's `references` for its space (registry names or literal
+    cells), retrained beside the found cells as methods `ref-{name}`; a bad entry stops the run here."""
+    from e2nas import spaces
+
+    space = spaces.get(config["space"])
+    try:
+        resolved = [space.resolve_reference(entry) for entry in (config.get("references") or {}).get(config["space"]) or []]
+    except ValueError as error:
+        sys.exit(f"invalid configuration:\n  - {error}")
+    return {f"{REFERENCE_PREFIX}{slug}": text for slug, text in resolved}
+
+
 def retrain_metrics(dataset, space, method, seed):
     return f"{RESULTS}/retrain/{dataset}/{space}/{method}/seed{seed}/metrics.json"
 
@@ -198,7 +218,7 @@ def get_retrain_inputs(wc):
         "notebook": notebook("05_retrain"),
         "code": code("05_retrain", wc.space),
     }
-    if wc.method != RANDOM_METHOD:
+    if wc.method != RANDOM_METHOD and not is_reference(wc.method):
         inputs["result"] = search_result(wc.dataset, wc.space, wc.method, wc.seed)
     return inputs
 
@@ -211,7 +231,7 @@ def get_report_inputs(wc):
         "notebook": notebook("07_report"),
         "code": code("07_report", space),
         "results": [search_result(d, space, m, s) for d, m, s in searched],
-        "retrained": [retrain_metrics(d, space, m, s) for d, m, s in searched + configured([RANDOM_METHOD])],
+        "retrained": [retrain_metrics(d, space, m, s) for d, m, s in searched + configured([RANDOM_METHOD, *reference_cells()])],
         "rankings": [ranking_path(d, space, s) for d in config["datasets"] for s in config["seeds"]] if ranked else [],
         "ground_truth": [f for d in config["datasets"] for f in ground_truth_files(d)],
         "tables": nb201_table_files(space),

@@ -9,6 +9,8 @@ def retrain_cell_parameters(wc):
         "data": section("data"), "retrain": section("retrain"),
         "checkpoint": checkpoint_path("retrain_cell", f"{wc.dataset}/{wc.space}/{wc.method}/seed{wc.seed}"),
     }
+    if is_reference(wc.method):  # a published or given cell instead of a found one
+        parameters["reference"] = reference_cells()[wc.method]
     if section("retrain").get("protocol"):  # the table's protocol replaces every other retrain key
         parameters["retrain"] = {"protocol": section("retrain")["protocol"]}
         parameters["ground_truth_protocol"] = ground_truth_protocol()
@@ -30,7 +32,7 @@ rule retrain_cell:
         ),
         settings=lambda wc: settings(retrain_cell_parameters(wc)),
     wildcard_constraints:
-        method="|".join(E2NAS_METHODS + BASELINE_METHODS + (RANDOM_METHOD,)),
+        method="|".join(E2NAS_METHODS + BASELINE_METHODS + (RANDOM_METHOD,) + tuple(map(re.escape, reference_cells()))),
         seed=r"\d+",
     threads: 1
     resources:

@@ -166,6 +166,21 @@ class Space:
         """Well-known cells of the space by name ({name: ReferenceCell(name, arch, source)})."""
         return self.part("references").REFERENCES
 
+    def resolve_reference(self, entry: str) -> tuple[str, str]:
+        """(slug, canonical text) of a config `references` entry: a name of `reference_cells()`, or a
+        literal cell in the space's text form (slug `cell-` and a digest of its text)."""
+        import hashlib
+
+        known = self.reference_cells()
+        if entry in known:
+            return entry, self.canonical_text(known[entry].arch)
+        try:
+            text = self.canonical_text(entry)
+        except (ValueError, SyntaxError) as exc:
+            raise ValueError(f"references: {entry!r} is neither a known {self.name} cell ({', '.join(known)}) "
+                             f"nor a valid {self.name} cell text ({exc})") from None
+        return f"cell-{hashlib.sha1(text.encode()).hexdigest()[:10]}", text
+
     # -- pictures
 
     def draw(self, cell, ax, title: str | None = None):

@@ -51,6 +51,7 @@ from e2nas.spaces.darts.cells import (
     SLOTS,
 )
 from e2nas.spaces.darts.ops import FactorizedReduce, make_op
+from e2nas.straight_through import straight_through_term
 
 STEM_MULTIPLIER = 3  # the stem has 3C channels
 EDGE_OFFSET = tuple(i * (i + 3) // 2 for i in range(NUM_NODES))  # first edge of each node
@@ -186,7 +187,9 @@ class DartsSearchCell(nn.Module):
                 if terms is not None:
                     coef, rest = terms[k]
                     # `none` is zero: coef·0 keeps the chosen h in the graph (gradient 0) without running it.
-                    out = coef * 0.0 + rest if out is None else coef * out + rest
+                    # Otherwise one StraightThroughTerm: coef·out + rest's value and gradients, without
+                    # autograd's full-size temporaries for the scalars' gradients.
+                    out = coef * 0.0 + rest if out is None else straight_through_term(out, coef, rest)
                 if out is not None:
                     total = out if total is None else total + out
             states.append(self._finish(total, states))

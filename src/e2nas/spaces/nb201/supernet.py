@@ -8,7 +8,9 @@ The supernet's search cell holds every op on every edge and runs either
   * a single path in the GDAS form: only the chosen op a of each edge runs, and the edge
     outputs h_a·op_a(x) + Σ_{k≠a} h_k, where h are straight-through weights built by the
     caller (one-hot in value, the op probabilities' gradient); the h_k for k≠a are zero in
-    value, so the output equals the plain path's while ∂L/∂h_k reaches every op's probability;
+    value, so the output equals the plain path's while ∂L/∂h_k reaches every op's probability
+    (one `straight_through.StraightThroughTerm` per edge: the formula's value and gradients,
+    without autograd's full-size temporaries for the scalars' gradients);
   * or the DARTS mixture Σ_k p_k·op_k(x) of all ops.
 
 BatchNorm in the supernet uses batch statistics also at evaluation (`track_running_stats=False`),
@@ -29,6 +31,7 @@ from torch import Tensor, nn
 
 from e2nas.spaces.nb201.cells import EDGES, NUM_EDGES, NUM_NODES, OPS
 from e2nas.spaces.nb201.ops import INCOMING, NONE, Skeleton, finish_node, make_op
+from e2nas.straight_through import straight_through_term
 
 
 def path_terms(weights: Tensor, arch: Sequence[int]) -> list[tuple[Tensor, Tensor]]:
@@ -60,7 +63,7 @@ class SearchCell(nn.Module):
         chosen, rest = terms[e]
         if a == NONE:  # op_a(x) is zero: h_a·0 adds nothing, so skip running it
             return rest
-        return torch.addcmul(rest, chosen, self.edges[e][a](x))
+        return straight_through_term(self.edges[e][a](x), chosen, rest)
 
     def forward(
         self, x: Tensor, arch: Sequence[int], weights: Tensor | None = None, terms: list[tuple[Tensor, Tensor]] | None = None
