@@ -192,3 +192,13 @@ def test_darts_runs_report_genotypes_accuracy_and_params_without_nb201_columns(t
     assert genotypes[0]["arch"] == darts.DARTS_V2 and genotypes[0]["params"] == 3349342
     assert darts.parse_arch(genotypes[1]["arch"]) == darts.parse_arch(cells[("gdas", 0)])
     json.dumps(genotypes)  # plain values: MLflow's log_dict takes them
+
+
+def test_the_report_tables_fit_a_page(run):
+    df = report.collect_results(*report.find_run_files(run), table=FakeTable())
+    runs, cells = report.run_table(df), report.cells_table(df)
+    assert "arch" not in runs.columns and list(cells.columns) == ["method", "seed", "cell"]
+    assert runs["retrain acc. (%)"].tolist() == [92.0, 91.0, 90.5]
+    headline = report.headline_summary(df).set_index("method")
+    assert headline.loc["e2nas", "retrain acc. (%)"] == "91.50 ± 0.71" and headline.loc["gdas", "retrain acc. (%)"] == "90.50"
+    assert set(headline.columns) <= {"dataset", "space", "n_seeds", "retrain acc. (%)", "NB201 C-10 (%)"}

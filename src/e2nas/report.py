@@ -186,6 +186,24 @@ def found_genotypes(df: pd.DataFrame) -> list[dict]:
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in found[cols].to_dict("records")]
 
 
+# Columns of the runs table a reader sees, with the headers they get (the CSV keeps the raw names).
+READABLE = {"method": "method", "seed": "seed", "test_accuracy": "retrain acc. (%)",
+            "ground_truth_percentile": "ground-truth pct.", "nb201_cifar10": "NB201 C-10 (%)",
+            "params": "params", "search_seconds": "search (s)", "train_seconds": "retrain (s)"}
+
+
+def run_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per run with short, rounded columns that fit a page; the cells are in `cells_table`."""
+    cols = [c for c in READABLE if c in frame.columns and frame[c].notna().any()]
+    out = frame[cols].rename(columns=READABLE)
+    return out.round({READABLE[c]: (0 if c in ("params", "search_seconds", "train_seconds") else 2) for c in cols})
+
+
+def cells_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The cell of every run in full (NB201 string, DARTS Genotype), beside its method and seed."""
+    return frame[["method", "seed", "arch"]].rename(columns={"arch": "cell"})
+
+
 # ---------------------------------------------------------------- statistics
 
 
@@ -222,6 +240,15 @@ def format_mean_std(summary: pd.DataFrame, decimals: int | dict[str, int] = 2) -
 
         out[m] = [fmt(a, b) for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
     return out
+
+
+def headline_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per method over seeds, the numbers a reader compares ("78.50 ± 0.52"): retrain accuracy, its
+    ground-truth percentile and the NB201 table accuracy, where the runs have them."""
+    keep = [c for c in (*KEYS, "test_accuracy", "ground_truth_percentile", "nb201_cifar10") if c in frame.columns]
+    cols = [c for c in keep if c in KEYS or frame[c].notna().any()]
+    out = format_mean_std(summarize(frame[cols]))
+    return out.rename(columns={c: READABLE[c] for c in out.columns if c in READABLE and c not in ("method",)})
 
 
 def kendall_tau(x, y) -> float:
@@ -278,7 +305,7 @@ def plot_method_bars(
         margin = max(0.1 * (hi - lo), 0.5)
         ax.set_ylim(lo - margin, hi + margin)
     ax.set_xticks(np.arange(len(methods)), methods, rotation=20)
-    ax.set_ylabel(metric)
+    ax.set_ylabel(READABLE.get(metric, metric) + " — mean ± std over seeds")
     if len(datasets) > 1:
         ax.legend(title="dataset")
     return ax.figure
@@ -294,13 +321,14 @@ def plot_trajectories(
     """`key` per epoch for every (method, seed): one colour per method, one line per seed."""
     ax = _axes(ax)
     colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(m for m, _ in trajectories))}
+    markers = {s: "o^sDvP*X"[i % 8] for i, s in enumerate(sorted({s for _, s in trajectories}))}  # one per seed
     labelled = set()
-    for (method, _seed), records in trajectories.items():
+    for (method, seed), records in trajectories.items():
         points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
         if not points:
             continue
         epochs, values = zip(*points)
-        ax.plot(epochs, values, color=colours[method], alpha=0.8, marker=".",
+        ax.plot(epochs, values, color=colours[method], alpha=0.8, marker=markers[seed], markersize=4,
                 label=None if method in labelled else method)
         labelled.add(method)
     for name, value in (reference_lines or {}).items():
@@ -311,8 +339,8 @@ def plot_trajectories(
         ax.text(0.5, 0.5, f"no '{key}' in the trajectories", transform=ax.transAxes, ha="center")
     else:
         ax.legend(fontsize=8)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel or key)
+    ax.set_xlabel("search epoch" + (f" (markers: seeds {', '.join(map(str, markers))})" if len(markers) > 1 else ""))
+    ax.set_ylabel(ylabel or {"nb201_cifar10": "NB201 CIFAR-10 accuracy of the epoch's cell (%)"}.get(key, key))
     return ax.figure
 
 

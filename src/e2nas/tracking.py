@@ -519,14 +519,17 @@ def open_stage_run(tracking: dict, **params) -> StageRun:
     return start_stage_run(params=stage_params(**params), **tracking)
 
 
-def notebook_html(notebook: str | os.PathLike, html: str | os.PathLike) -> bool:
-    """The executed notebook as one HTML page (nbconvert, code cells kept); False, with a note, if it cannot."""
+def notebook_html(notebook: str | os.PathLike, html: str | os.PathLike, code: bool = True) -> bool:
+    """The executed notebook as one HTML page (nbconvert; `code`: keep the code cells, else only what
+    they showed), written atomically; False, with a note, if it cannot."""
     try:
         import nbformat
         from nbconvert import HTMLExporter
 
-        body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
-        Path(html).write_text(body, encoding="utf-8")
+        body, _ = HTMLExporter(exclude_input=not code).from_notebook_node(nbformat.read(str(notebook), as_version=4))
+        tmp = Path(html).with_name(f".{Path(html).name}.tmp{os.getpid()}")
+        tmp.write_text(body, encoding="utf-8")
+        os.replace(tmp, html)
         return True
     except Exception as exc:  # e.g. nbconvert missing, or a notebook torn by a kill: the .ipynb still goes
         log.warning("could not render %s as HTML (%s: %s); only the .ipynb is logged", notebook, type(exc).__name__, exc)

@@ -95,7 +95,8 @@ def test_darts_profile_plans_every_stage_on_darts_paths(tmp_path, name):
     assert count("warmup_supernet") == runs
     assert count("search_architecture") == runs * len(cfg["methods"])
     merged = {**profile("config.yaml")["references"], **(cfg.get("references") or {})}  # --configfile merges
-    assert count("retrain_cell") == runs * (len(cfg["methods"]) + 1 + len(merged["darts"]))  # + random cell, references
+    # + the random cell per seed, each reference cell once per dataset (the first seed)
+    assert count("retrain_cell") == runs * (len(cfg["methods"]) + 1) + len(cfg["datasets"]) * len(merged["darts"])
     for job in jobs:
         if job["wildcards"]:
             assert job["wildcards"]["space"] == "darts", job

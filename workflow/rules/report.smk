@@ -10,6 +10,7 @@ rule report:
         unpack(get_report_inputs),
     output:
         summary=f"{RESULTS}/report/summary.csv",
+        html=f"{RESULTS}/report/report.html",  # the executed report without its code (workflow/scripts/finish_stage_run.py)
     log:
         notebook=f"{RESULTS}/report/report.ipynb",
     params:

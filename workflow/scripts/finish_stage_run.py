@@ -12,12 +12,14 @@ from pathlib import Path
 
 import yaml
 
-from e2nas.tracking import finish_stage_run
+from e2nas.tracking import finish_stage_run, notebook_html
 
 notebook, params_yaml, exit_code = sys.argv[1], sys.argv[2], int(sys.argv[3])
 params = yaml.safe_load(params_yaml)
 if exit_code == 0 and params.get("checkpoint"):
     Path(params["checkpoint"]).unlink(missing_ok=True)
+if exit_code == 0 and params.get("outputs", {}).get("html"):  # the report as a page to read: no code cells
+    notebook_html(notebook, params["outputs"]["html"], code=False)  # if it cannot, Snakemake misses the output
 tracking = params["tracking"]
 finish_stage_run(
     notebook,
