@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+
 from results_file import append_result
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,12 +47,16 @@ def main() -> None:
 
     results = workdir / "results" / run
     frame = pd.read_csv(results / "report" / "summary.csv")
+    for column in ("nb201_cifar10", "ground_truth_percentile"):  # absent in the DARTS space
+        frame[column] = frame.get(column, float("nan"))
     found = frame.groupby("method").agg(
         seeds=("seed", "count"),
         retrain_mean=("test_accuracy", "mean"),
         retrain_std=("test_accuracy", "std"),
         nb201_c10_mean=("nb201_cifar10", "mean"),
         nb201_c10_std=("nb201_cifar10", "std"),
+        percentile_mean=("ground_truth_percentile", "mean"),
+        percentile_std=("ground_truth_percentile", "std"),
     )
     durations = {}
     for nb in results.rglob("notebooks/**/*.ipynb"):
@@ -76,20 +81,40 @@ def main() -> None:
         "What it found (retrain: test accuracy % of the found cell trained from scratch on this data; NB201 C-10: "
         "the cell's CIFAR-10 table accuracy, a transfer proxy):",
         "",
-        "| method | seeds | retrain acc (mean ± std) | NB201 C-10 (mean ± std) |",
-        "| --- | ---: | ---: | ---: |",
+        "| method | seeds | retrain acc (mean ± std) | ground-truth percentile (mean ± std) | NB201 C-10 (mean ± std) |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     def mean_std(mean, std) -> str:
         return "–" if mean != mean else f"{mean:.2f} ± {std:.2f}"
 
     for method, r in found.iterrows():
         lines.append(
-            f"| {method} | {int(r.seeds)} | {mean_std(r.retrain_mean, r.retrain_std)} | {mean_std(r.nb201_c10_mean, r.nb201_c10_std)} |"
+            f"| {method} | {int(r.seeds)} | {mean_std(r.retrain_mean, r.retrain_std)} | "
+            f"{mean_std(r.percentile_mean, r.percentile_std)} | {mean_std(r.nb201_c10_mean, r.nb201_c10_std)} |"
         )
-    lines += latent_diagnostics(results)
+    lines += latent_diagnostics(results) + supernet_ranking(results)
     text = "\n".join(lines) + "\n"
     print(text)
     append_result(text)
+
+
+def supernet_ranking(results: Path) -> list[str]:
+    """Stage 6's Kendall τ of every supernet against the ground truth and the NB201 proxy, per seed."""
+    rows = []
+    for path in sorted(results.glob("ranking/*/*/seed*.json")):
+        res = json.loads(path.read_text())
+        for name, entry in res["supernets"].items():
+            tau = lambda ref, entry=entry: "–" if not entry.get(ref) else f"{entry[ref]['kendall_tau']:.2f}"  # noqa: E731
+            rows.append(f"| {path.stem} | {name} | {len(res['cells'])} | {tau('ground_truth')} | {tau('nb201_cifar10')} |")
+        ceiling = res.get("noise_ceiling") or {}
+        agreement = res.get("ground_truth_vs_nb201") or {}
+        if ceiling:
+            rows.append(f"| {path.stem} | (the table's own ceiling over its {ceiling['cells']} cells; its τ with NB201 over "
+                        f"these cells: {agreement.get('kendall_tau', float('nan')):.2f}) | | {ceiling['tau_all']:.2f} | |")
+    if not rows:
+        return []
+    return ["", "How the supernets rank cells (stage 6, Kendall τ):", "",
+            "| seed | supernet | cells | τ vs ground truth | τ vs NB201 C-10 |", "| --- | --- | ---: | ---: | ---: |", *rows]
 
 
 def latent_diagnostics(results: Path) -> list[str]:

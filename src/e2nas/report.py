@@ -150,6 +150,14 @@ def collect_results(search_files: list[str], retrain_files: list[str], table=Non
     return df.reset_index(drop=True)
 
 
+def write_summary(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """summary.csv through a temporary file and a rename: a kill never leaves a half-written output."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
 def find_run_files(run_dir: str | os.PathLike) -> tuple[list[str], list[str]]:
     """Every stage-4 result.json and stage-5 metrics.json under `results/{run}`, sorted."""
     run_dir = Path(run_dir)

@@ -69,6 +69,22 @@ class Interrupt(Exception):
     pass
 
 
+def kill_at_weight_step(monkeypatch, n: int):
+    """Make the n-th weight step of the search raise Interrupt (a kill); returns the real step to restore."""
+    from e2nas.search.harness import Harness as H
+
+    real, calls = H.train_paths, {"n": 0}
+
+    def dying(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise Interrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(H, "train_paths", dying)
+    return real
+
+
 @pytest.mark.parametrize("method", ["e2nas", "rsps"])
 def test_search_is_deterministic_and_resumes_after_an_interrupted_epoch(stage_files, tmp_path, monkeypatch, method):
     first = search(stage_files, method, tmp_path / "a")
@@ -79,15 +95,7 @@ def test_search_is_deterministic_and_resumes_after_an_interrupted_epoch(stage_fi
     # Kill the run in the middle of its second epoch (4 weight steps per epoch).
     from e2nas.search.harness import Harness as H
 
-    real, calls = H.train_paths, {"n": 0}
-
-    def dying(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise Interrupt
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(H, "train_paths", dying)
+    real = kill_at_weight_step(monkeypatch, 6)
     out = tmp_path / "c"
     with pytest.raises(Interrupt):
         search(stage_files, method, out)
@@ -110,15 +118,7 @@ def test_a_checkpoint_of_a_run_on_an_older_input_is_never_resumed(stage_files, t
 
     files = {**stage_files, "warmup": tmp_path / "warmup.pt"}
     shutil.copy(stage_files["warmup"], files["warmup"])
-    real, calls = H.train_paths, {"n": 0}
-
-    def dying(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise Interrupt
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(H, "train_paths", dying)
+    real = kill_at_weight_step(monkeypatch, 6)
     with pytest.raises(Interrupt):
         search(files, "e2nas", tmp_path / "s")
     monkeypatch.setattr(H, "train_paths", real)

@@ -6,17 +6,15 @@ seeded permutation of the training cells, so an epoch has no per-graph Python wo
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 
-from e2nas.checkpoint import check_finite
+from e2nas.checkpoint import check_finite, write_json
 from e2nas.graphs import GraphSet
 from e2nas.progress import progress as progress_bar
 from e2nas.vgae.metrics import evaluate_vgae, exact_match
@@ -160,6 +158,5 @@ def run_pretraining(
         torch_threads=torch.get_num_threads(),
     )
     save_vgae(model, cfg, graphs.space, model_path)
-    Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(metrics_path).write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(metrics, metrics_path)  # atomically: a kill never leaves a torn output
     return metrics, history
