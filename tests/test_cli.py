@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
@@ -37,6 +39,7 @@ def test_an_unknown_profile_lists_the_profiles():
     assert out.returncode == 1 and "no profile 'nope'" in out.stderr and "smoke" in out.stderr
 
 
+@pytest.mark.slow  # a Snakemake dry run
 def test_run_passes_its_arguments_to_snakemake():
     out = e2nas("run", "--profile", "smoke", "--cores", "1", "-n", "--quiet", "rules")
     assert out.returncode == 0, out.stderr
