@@ -42,7 +42,7 @@ def _why_not() -> str | None:
 WHY_NOT = _why_not()
 needs_slurm = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
 
-STAGES = {"build_graphs", "pretrain_vgae", "warmup_supernet", "search_architecture", "retrain_cell", "report"}
+STAGES = {"build_graphs", "pretrain_vgae", "warmup_supernet", "search_architecture", "retrain_cell", "rank_supernet", "report"}
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.$", re.M)
 # Test-only settings on top of the profile: status checks every 5 s instead of the plugin's 40
 # (each job would wait ~1 min to be seen finished), successful jobs' Slurm logs kept for the
