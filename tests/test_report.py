@@ -197,7 +197,8 @@ def test_darts_runs_report_genotypes_accuracy_and_params_without_nb201_columns(t
 def test_the_report_tables_fit_a_page(run):
     df = report.collect_results(*report.find_run_files(run), table=FakeTable())
     runs, cells = report.run_table(df), report.cells_table(df)
-    assert "arch" not in runs.columns and list(cells.columns) == ["method", "seed", "cell"]
+    assert "arch" not in runs.columns and list(cells.data.columns) == ["method", "seed", "cell"]
+    assert all(arch in cells.to_html() for arch in df["arch"])  # whole, not cut
     assert runs["retrain acc. (%)"].tolist() == [92.0, 91.0, 90.5]
     headline = report.headline_summary(df).set_index("method")
     assert headline.loc["e2nas", "retrain acc. (%)"] == "91.50 ± 0.71" and headline.loc["gdas", "retrain acc. (%)"] == "90.50"

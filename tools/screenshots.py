@@ -75,7 +75,7 @@ def main(argv=None) -> None:
             except OSError:
                 time.sleep(1)
         eid = experiment_id(store, args.run)
-        shoot(f"http://127.0.0.1:{port}/#/experiments/{eid}", out / "mlflow_experiment.png", size="1600,1000", wait_ms=15000)
+        shoot(f"http://127.0.0.1:{port}/#/experiments/{eid}/runs", out / "mlflow_experiment.png", size="1600,1000", wait_ms=15000)
     finally:
         server.terminate()
         server.wait(timeout=30)

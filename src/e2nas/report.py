@@ -207,9 +207,10 @@ def run_table(frame: pd.DataFrame) -> pd.DataFrame:
     return out.round({READABLE[c]: (0 if c in ("params", "search_seconds", "train_seconds") else 2) for c in cols})
 
 
-def cells_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The cell of every run in full (NB201 string, DARTS Genotype), beside its method and seed."""
-    return frame[["method", "seed", "arch"]].rename(columns={"arch": "cell"})
+def cells_table(frame: pd.DataFrame):
+    """The cell of every run in full (NB201 string, DARTS Genotype), beside its method and seed: a Styler,
+    so the notebook and its HTML show each string whole (a DataFrame's display cuts them at 50 characters)."""
+    return frame[["method", "seed", "arch"]].rename(columns={"arch": "cell"}).style.hide(axis="index")
 
 
 # ---------------------------------------------------------------- statistics
