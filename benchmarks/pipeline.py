@@ -85,7 +85,7 @@ def main() -> None:
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     def mean_std(mean, std) -> str:
-        return "–" if mean != mean else f"{mean:.2f} ± {std:.2f}"
+        return "–" if mean != mean else f"{mean:.2f}" if std != std else f"{mean:.2f} ± {std:.2f}"
 
     for method, r in found.iterrows():
         lines.append(
