@@ -69,7 +69,26 @@ def test_darts_stage_samples_num_archs_graphs_deterministic_in_the_seed(tmp_path
     assert torch.equal(a.archs, darts.sample_archs(300, torch.Generator().manual_seed(5)))
     assert info["sample_seed"] == 5 and info["num_valid"] == int(darts.valid_mask(a.archs).sum())
     assert json.loads((tmp_path / "a.json").read_text()) == info
-    assert summary(a) == {k: v for k, v in info.items() if k not in ("sample_seed", "num_valid")}
+    assert info["distinct_inputs"] is True and a.options == {"distinct_inputs": True}
+    assert summary(a) == {k: v for k, v in info.items() if k not in ("sample_seed", "distinct_inputs", "num_valid")}
+
+
+def test_distinct_inputs_false_draws_nodes_that_read_one_input_twice_and_the_graphs_record_it(tmp_path):
+    def repeated_nodes(archs):  # nodes whose two input choices are equal
+        inputs = archs[:, list(darts.INPUT_POSITIONS)]
+        return int((inputs[:, 0::2] == inputs[:, 1::2]).sum())
+
+    distinct = write_stage("darts", tmp_path / "d.pt", tmp_path / "d.json", GraphsConfig(num_archs=400, seed=1))
+    repeats = write_stage("darts", tmp_path / "r.pt", tmp_path / "r.json",
+                          GraphsConfig(num_archs=400, seed=1, distinct_inputs=False))
+    d, r = GraphSet.load(tmp_path / "d.pt"), GraphSet.load(tmp_path / "r.pt")
+    assert repeated_nodes(d.archs) == 0 and repeated_nodes(r.archs) > 100
+    assert distinct["distinct_inputs"] is True and repeats["distinct_inputs"] is False
+    # The space the cells came from, options included, is what E2NAS decodes under.
+    assert d.configured_space.distinct_inputs and not r.configured_space.distinct_inputs
+    assert GraphSet(r.space, r.archs, r.x, r.edge_index).options == {}  # files written before the option: DARTS's default
+    nb = write_stage("nb201", tmp_path / "n.pt", tmp_path / "n.json", GraphsConfig(distinct_inputs=False))
+    assert GraphSet.load(tmp_path / "n.pt").options == {} and "distinct_inputs" not in nb
 
 
 def test_darts_sample_keeps_degenerate_genotypes(tmp_path):

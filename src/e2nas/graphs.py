@@ -11,7 +11,8 @@ tensor; a DARTS cell chooses its inputs, so DARTS graphs keep one (2, E) edge_in
 stacked (N, 2, E) (E is the same for all).
 
 Stage 1 enumerates NB201 (15,625 cells) but samples DARTS (about 10^18 cell pairs): `GraphsConfig`
-says how many genotypes and with which seed. The sample keeps every draw, degenerate cells
+says how many genotypes, with which seed, and whether a node may read one input twice
+(`distinct_inputs`; the graph set records it, and E2NAS decodes under the same option). The sample keeps every draw, degenerate cells
 (no non-`none` path from the inputs, `darts.valid_mask` false) included: the VGAE decodes
 whatever a latent point maps to, so it is trained on the space as the space is sampled, and
 the search (not stage 1) is what keeps decoded cells valid. The summary counts the valid ones.
@@ -20,7 +21,7 @@ the search (not stage 1) is what keeps decoded cells valid. The summary counts t
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch_geometric.data import Batch, Data
@@ -41,6 +42,12 @@ class GraphSet:
     archs: torch.Tensor
     x: torch.Tensor
     edge_index: torch.Tensor
+    options: dict = field(default_factory=dict)  # the space's options the cells were drawn under (Space.configured)
+
+    @property
+    def configured_space(self):
+        """The space these cells were drawn from, with its options (DARTS: distinct_inputs)."""
+        return spaces.get(self.space).configured(**self.options)
 
     def __len__(self) -> int:
         return self.archs.shape[0]
@@ -72,7 +79,8 @@ class GraphSet:
         return Data(x=self.x[i], edge_index=edge_index.clone())
 
     def save(self, path: str | os.PathLike) -> None:
-        atomic_save({"space": self.space, "archs": self.archs, "x": self.x, "edge_index": self.edge_index}, path)
+        atomic_save({"space": self.space, "archs": self.archs, "x": self.x, "edge_index": self.edge_index,
+                     "options": self.options}, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GraphSet:
@@ -80,15 +88,16 @@ class GraphSet:
         missing = {"space", "archs", "x", "edge_index"} - set(obj)
         if missing:
             raise CheckpointError(f"graph dataset {path} lacks {sorted(missing)}; rerun stage 1 (rule build_graphs)")
-        return cls(obj["space"], obj["archs"], obj["x"], obj["edge_index"])
+        return cls(obj["space"], obj["archs"], obj["x"], obj["edge_index"], dict(obj.get("options") or {}))
 
 
-def build_graph_set(space: str, archs: torch.Tensor | None = None) -> GraphSet:
-    """Graphs of `archs` (default: every cell of an enumerable space), in the space's canonical encoding."""
-    sp = spaces.get(space)
+def build_graph_set(space: str, archs: torch.Tensor | None = None, options: dict | None = None) -> GraphSet:
+    """Graphs of `archs` (default: every cell of an enumerable space), in the space's canonical encoding;
+    `options`: the space's options they were drawn under (recorded)."""
+    sp = spaces.get(space).configured(**(options or {}))
     archs = sp.all_cells() if archs is None else sp.canonicalize(archs)  # the targets the graphs encode
     x, edge_index = sp.graphs(archs)
-    return GraphSet(space, archs, x, edge_index)
+    return GraphSet(space, archs, x, edge_index, sp.options)
 
 
 def op_counts(graphs: GraphSet) -> dict[str, int]:
@@ -130,6 +139,7 @@ class GraphsConfig:
 
     num_archs: int = 20000  # genotypes drawn uniformly (benchmarks/vgae.py: 20,000 reach exact held-out reconstruction)
     seed: int = 0  # seeds the draw: the same seed gives the same graph set
+    distinct_inputs: bool = True  # DARTS nodes read two distinct inputs (as DARTS samples); False: one input may repeat
 
     def __post_init__(self):
         if self.num_archs < 1:
@@ -140,10 +150,10 @@ class GraphsConfig:
 
 def stage_archs(space: str, cfg: GraphsConfig | None = None) -> torch.Tensor | None:
     """The cells stage 1 encodes: None (every cell) for an enumerable space, else `cfg.num_archs` seeded draws."""
-    sp = spaces.get(space)
+    cfg = cfg or GraphsConfig()
+    sp = spaces.get(space).configured(distinct_inputs=cfg.distinct_inputs)
     if sp.enumerable:
         return None
-    cfg = cfg or GraphsConfig()
     return sp.sample_tensor(cfg.num_archs, torch.Generator().manual_seed(cfg.seed))
 
 
@@ -151,10 +161,10 @@ def write_stage(space: str, out_pt: str | os.PathLike, out_json: str | os.PathLi
     """Stage 1: build the graphs of the space (all NB201 cells; `cfg`'s DARTS sample), write the .pt and the JSON summary."""
     cfg = cfg or GraphsConfig()
     sampled = stage_archs(space, cfg)
-    graphs = build_graph_set(space, sampled)
+    graphs = build_graph_set(space, sampled, {"distinct_inputs": cfg.distinct_inputs})
     graphs.save(out_pt)
     info = summary(graphs)
     if sampled is not None:  # how the sample was drawn, and how much of it is a non-degenerate cell
-        info.update(sample_seed=cfg.seed, num_valid=int(spaces.get(space).valid_mask(graphs.archs).sum()))
+        info.update(sample_seed=cfg.seed, **graphs.options, num_valid=int(spaces.get(space).valid_mask(graphs.archs).sum()))
     write_json(info, out_json)
     return info

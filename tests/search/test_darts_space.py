@@ -253,6 +253,20 @@ def search(files, method, out, **kw):
                       graphs_path=files["darts-graphs"] if e2nas else None)
 
 
+def test_e2nas_decodes_under_the_graphs_option(darts_files, tmp_path):
+    """graphs.distinct_inputs=False: the latent space holds cells that read one input twice, and E2NAS
+    decodes (and starts, and complements) in that space, not in DARTS's default one."""
+    from e2nas.graphs import GraphSet, build_graph_set
+
+    default = GraphSet.load(darts_files["darts-graphs"])
+    repeats = build_graph_set("darts", default.archs, {"distinct_inputs": False})
+    repeats.save(tmp_path / "repeats.pt")
+    for path, distinct in ((darts_files["darts-graphs"], True), (tmp_path / "repeats.pt", False)):
+        h = harness()
+        E2NAS.build("e2nas", h, {"vgae": darts_files["darts"], "graphs": path})
+        assert h.space.name == "darts" and h.space.distinct_inputs is distinct
+
+
 def test_warmup_file_records_the_darts_supernet(darts_files):
     from e2nas.warmup import load_warmup
 

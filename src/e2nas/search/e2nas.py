@@ -163,8 +163,11 @@ class E2NAS(SearchMethod):
                 f"and graphs_path (stage 1's graphs, whose encodings make the manifold term)"
             )
         graphs = GraphSet.load(inputs["graphs"])
-        if spaces.get(graphs.space) is not harness.space:
+        if graphs.space != harness.space.name:
             raise ValueError(f"graphs {inputs['graphs']} are of the {graphs.space!r} space, but the supernet is {harness.space.name!r}")
+        # The latent space holds the cells stage 1 drew: start, decode and complement under its options
+        # (DARTS: whether a node may read one input twice, config `graphs.distinct_inputs`).
+        harness.space = graphs.configured_space
         return cls.for_method(method, harness, load_vgae(inputs["vgae"], harness.device), graphs)
 
     @staticmethod

@@ -56,6 +56,15 @@ class Space:
     retrain_generators: tuple[str, ...] = ("init", "data")  # seeded streams of stage 5
 
     @property
+    def options(self) -> dict:
+        """The options this space was configured with (`configured`), recorded with stage 1's graphs."""
+        return {}
+
+    def configured(self, **options) -> Space:
+        """This space with `options` set; a space without such options ignores them (NB201's cells are fixed)."""
+        return self
+
+    @property
     def decoder_shape(self) -> tuple[int, int]:
         """The decoder's logits for one latent: (positions, max options)."""
         return len(self.choice_sizes), max(self.choice_sizes)

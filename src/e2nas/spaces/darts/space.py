@@ -73,6 +73,10 @@ class DartsSpace(Space):
             return self
         return type(self)(distinct_inputs=distinct_inputs)
 
+    @property
+    def options(self) -> dict:
+        return {"distinct_inputs": self.distinct_inputs}
+
     def __repr__(self) -> str:
         return f"DartsSpace(distinct_inputs={self.distinct_inputs})"
 
