@@ -102,3 +102,32 @@ def test_the_finished_checkpoint_goes_only_when_the_stage_notebook_ran_through(t
                           yaml.safe_dump(params), str(exit_code)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert checkpoint.exists() == kept
+
+
+def test_a_moved_store_finds_its_artifacts(tmp_path, monkeypatch):
+    """MLflow records absolute artifact URIs: after the checkout (results/ with it) moves, the next
+    snakemake call (init_store) or `e2nas ui` points them at the new folder; other locations stay."""
+    import shutil
+
+    from e2nas import tracking
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    old, new = tmp_path / "old" / "results", tmp_path / "new" / "results"
+    run_file = tmp_path / "nb.ipynb.mlflow_run"
+    run = tracking.start_stage_run("exp", "build_graphs", {}, {"space": "nb201"}, run_file, old)
+    notebook = tmp_path / "nb.ipynb"
+    notebook.write_text(json.dumps({"cells": []}))
+    tracking.finish_stage_run(notebook, run_file, True, "exp", "build_graphs", {}, old)
+    remote = MlflowClient(tracking.tracking_uri(old)).create_experiment("remote", artifact_location="s3://bucket/remote")
+    assert tracking.relocate_artifacts(old) == 0  # where it was made: nothing to do
+    shutil.move(tmp_path / "old", tmp_path / "new")
+
+    assert tracking.init_store(new) == tracking.tracking_uri(new)
+    client = MlflowClient(tracking.tracking_uri(new))
+    info = client.get_run(run.run_id).info
+    assert info.artifact_uri.startswith((new / "mlartifacts" / "exp").as_uri())
+    assert client.get_experiment_by_name("exp").artifact_location == (new / "mlartifacts" / "exp").as_uri()
+    assert client.get_experiment(remote).artifact_location == "s3://bucket/remote"
+    got = client.download_artifacts(run.run_id, "notebook/build_graphs.ipynb", str(tmp_path))
+    assert json.loads(Path(got).read_text()) == {"cells": []}
+    assert tracking.relocate_artifacts(new) == 0  # done once

@@ -82,6 +82,9 @@ def main(argv=None) -> int:
             return 0
         cmd = [str(Path(sys.executable).parent / "snakemake"), "--cores", args.cores, *files, *rest]
     elif args.command == "ui":
+        from e2nas.tracking import relocate_artifacts
+
+        relocate_artifacts(root / "results")  # a moved checkout's store still links its old folder
         cmd = [str(Path(sys.executable).parent / "mlflow"), "ui", "--host", "127.0.0.1", "--port", args.port,
                "--backend-store-uri", "sqlite:///results/mlflow.db", *rest]
     else:

@@ -239,7 +239,8 @@ def init_store(results_dir: str | os.PathLike = RESULTS_DIR) -> str | None:
     """Create the store (schema migrations) once, before parallel jobs start. Returns the URI.
 
     A tracking server that does not answer raises TrackingError here, before any job starts
-    (and before a --forcerun deletes the outputs it would rewrite).
+    (and before a --forcerun deletes the outputs it would rewrite). A local store moved with its
+    checkout gets its artifact links pointed at where it is now (`relocate_artifacts`).
     """
     if mlflow is None:
         log.warning("MLflow is not installed: tracking is off")
@@ -248,7 +249,48 @@ def init_store(results_dir: str | os.PathLike = RESULTS_DIR) -> str | None:
     uri = tracking_uri(results_dir)
     if uri.startswith("http"):
         _call(uri, client.search_experiments, max_results=1)
+    else:
+        _call(uri, relocate_artifacts, results_dir)
     return uri
+
+
+def relocate_artifacts(results_dir: str | os.PathLike = RESULTS_DIR) -> int:
+    """Point the local store's artifact links at `results_dir`/mlartifacts; returns the rows rewritten.
+
+    MLflow records every artifact location as an absolute URI (it resolves a relative one) and has
+    no API to change it, so a checkout moved or re-cloned with its results/ would link the old
+    folder. Rewritten: experiments and runs whose location lies in another folder's `mlartifacts`
+    (a run logs under its experiment's location); a server's store, or artifacts kept elsewhere
+    (a location without `/mlartifacts/`), are left alone.
+    """
+    db = _local_db(tracking_uri(results_dir))
+    if mlflow is None or db is None or not db.is_file():
+        return 0
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlRun
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    here = (Path(results_dir).resolve() / "mlartifacts").as_uri()
+    engine = create_engine(f"sqlite:///{db}")
+    rewritten = 0
+    try:
+        with Session(engine) as session, session.begin():
+            for exp in session.query(SqlExperiment).filter(SqlExperiment.artifact_location.like("file://%/mlartifacts/%")):
+                old = exp.artifact_location[: exp.artifact_location.rindex("/mlartifacts/") + len("/mlartifacts")]
+                if old == here:
+                    continue
+                exp.artifact_location = here + exp.artifact_location[len(old):]
+                runs = session.query(SqlRun).filter(SqlRun.experiment_id == exp.experiment_id,
+                                                    SqlRun.artifact_uri.startswith(old + "/", autoescape=True))
+                for run in runs:
+                    run.artifact_uri = here + run.artifact_uri[len(old):]
+                    rewritten += 1
+                rewritten += 1
+    finally:
+        engine.dispose()
+    if rewritten:
+        log.info("MLflow store %s: %d artifact links now point at %s", db, rewritten, here)
+    return rewritten
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:

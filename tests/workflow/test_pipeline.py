@@ -137,3 +137,27 @@ def test_every_supernet_is_ranked_against_the_ground_truth_and_the_proxy(smoke_p
     assert ranking["noise_ceiling"]["cells"] >= 2 and "kendall_tau" in ranking["ground_truth_vs_nb201"]
     for method in cfg["methods"]:  # stage 4 keeps each searched supernet for the ranking
         assert (results / "search" / "fashion-mnist" / "nb201" / method / "seed0" / "supernet.pt").is_file()
+
+
+def test_a_moved_checkout_with_its_results_plans_nothing_and_finds_its_artifacts(smoke_pipeline, tmp_path):
+    """Commands and inputs are recorded relative to the working directory: the project and its
+    results copied elsewhere (as a move or a fresh clone with results/ put back) rerun nothing,
+    and the MLflow store links artifacts in the copy once a snakemake call or `e2nas ui` opened it."""
+    import shutil
+
+    from e2nas import tracking
+
+    root = smoke_pipeline["project"].parent
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(root, moved, symlinks=True)  # copy2: modification times kept, as a move keeps them
+    pipe = {**smoke_pipeline, "project": moved / "project", "workdir": moved / "work"}
+    assert planned_jobs(pipe) == []
+
+    results = pipe["workdir"] / "results"
+    tracking.relocate_artifacts(results)
+    client = MlflowClient(tracking.tracking_uri(results))
+    exp = client.get_experiment_by_name(smoke_pipeline["config"]["run"])
+    assert exp.artifact_location.startswith((results / "mlartifacts").as_uri())
+    run = client.search_runs([exp.experiment_id], "tags.stage = 'report'")[0]
+    assert run.info.artifact_uri.startswith((results / "mlartifacts").as_uri())
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"notebook"}

@@ -33,17 +33,22 @@ def profile(name: str) -> dict:
 
 
 def planned(out: subprocess.CompletedProcess) -> list[dict]:
-    """Every job of a dry run (`-n -p`): rule, wildcards, input and output files, shell command."""
+    """Every job of a dry run (`-n -p`): rule, wildcards, input and output files, shell command, and the
+    text of the parameters file the command hands papermill (relative to the run's -d folder)."""
+    workdir = Path(out.args[out.args.index("-d") + 1])
     blocks = re.split(r"^(?:local)?rule (\w+):$", out.stdout + out.stderr, flags=re.M)[1:]
     jobs = []
     for rule, body in zip(blocks[::2], blocks[1::2]):
         field = lambda name, body=body: (re.search(rf"^\s+{name}: (.*)$", body, flags=re.M) or [None, ""])[1]
+        shell = body.split("Shell command:", 1)[-1]
+        parameters = re.search(r"--parameters_file (\S+)", shell)
         jobs.append({
             "rule": rule,
             "wildcards": dict(kv.split("=", 1) for kv in field("wildcards").split(", ") if kv),
             "input": field("input").split(", "),
             "output": field("output").split(", "),
-            "shell": body.split("Shell command:", 1)[-1],
+            "shell": shell,
+            "parameters": (workdir / parameters[1]).read_text() if parameters else "",
         })
     return jobs
 
@@ -122,7 +127,7 @@ def test_darts_profile_plans_every_stage_on_darts_paths(tmp_path, name):
     assert all(files >= core | {"ops.py", "supernet.py"} and "network.py" not in files for files in by_rule["search_architecture"])
     assert all(files == core | {"ops.py", "network.py"} for files in by_rule["retrain_cell"])
     # Stage 1 gets the profile's `graphs` section (how many genotypes, which seed).
-    stage1 = next(j for j in jobs if j["rule"] == "build_graphs")["shell"]
+    stage1 = next(j for j in jobs if j["rule"] == "build_graphs")["parameters"]
     assert f"num_archs: {cfg['graphs']['num_archs']}" in stage1 and "space: darts" in stage1
 
 
@@ -134,7 +139,7 @@ def test_nb201_plan_takes_no_darts_module_and_no_graphs_section(tmp_path):
     assert {j["rule"] for j in jobs} >= {"build_graphs", "warmup_supernet", "search_architecture", "retrain_cell", "report"}
     for job in jobs:
         assert not [p for p in job["input"] if p.endswith(DARTS_ONLY_MODULES)], job["rule"]
-    stage1 = next(j for j in jobs if j["rule"] == "build_graphs")["shell"]
+    stage1 = next(j for j in jobs if j["rule"] == "build_graphs")["parameters"]
     assert "space: nb201" in stage1 and "num_archs" not in stage1
 
 
@@ -163,5 +168,19 @@ def test_study_profile_ranks_every_seeds_supernets_and_retrains_under_the_table_
     assert any(p.endswith("tables/nb201_test_accuracy.csv") for p in rank["input"])  # and the transfer proxy
     for job in (j for j in jobs if j["rule"] == "retrain_cell"):
         # Only the protocol reaches the job (the default profile's retrain keys do not), with the table's settings.
-        assert "protocol: ground-truth" in job["shell"] and "train_subset: 8000" in job["shell"]
+        assert "protocol: ground-truth" in job["parameters"] and "train_subset: 8000" in job["parameters"]
         assert not any(p.endswith("fashion_mnist_nb201.csv") for p in job["input"])  # new rows rerun no retrain
+
+
+def test_a_sweep_of_over_a_thousand_searches_plans_with_short_commands(tmp_path):
+    """Parameters travel in a file: the report of 1,000 searches lists every result there, while each
+    command stays far below the 128 KiB a single shell argument may hold."""
+    cfg = {**smoke(), "seeds": list(range(250))}
+    out = dry_run(tmp_path, cfg, "-p", "--rerun-triggers", "mtime")
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = planned(out)
+    searches = [j for j in jobs if j["rule"] == "search_architecture"]
+    assert len(searches) == 250 * len(cfg["methods"]) >= 1000
+    assert max(len(j["shell"]) for j in jobs) < 4096
+    report = yaml.safe_load(next(j for j in jobs if j["rule"] == "report")["parameters"])
+    assert sorted(report["inputs"]["results"]) == sorted(j["output"][0] for j in searches)

@@ -1,5 +1,6 @@
 # Paths, parameters and input helpers shared by the stage rules.
 import functools
+import hashlib
 import json
 import os
 import re
@@ -15,8 +16,18 @@ sys.path.insert(0, str(ROOT / "src"))
 from e2nas.code_inputs import stage_code  # noqa: E402 (torch-free: no library numerics at parse time)
 from e2nas.names import BASELINE_METHODS, E2NAS_METHODS, RANDOM_METHOD, REFERENCE_PREFIX, is_reference  # noqa: E402
 
+
+
+def here(path):
+    """`path` as the rules name it: relative to the working directory, so that a checkout moved or
+    re-cloned together with its results/ keeps every command and input Snakemake recorded (a job
+    reruns when those change), and plans nothing."""
+    return os.path.relpath(path)
+
+
 RESULTS = f"results/{config['run']}"
-FINISH_SCRIPT = shlex.quote(str(ROOT / "workflow" / "scripts" / "finish_stage_run.py"))
+PARAMETERS_DIR = Path(".snakemake", "e2nas-parameters")
+FINISH_SCRIPT = shlex.quote(here(ROOT / "workflow" / "scripts" / "finish_stage_run.py"))
 CONDA_ENV = str(ROOT / "envs" / "e2nas.yaml")
 
 # Jobs call `python` from PATH: Snakemake's own interpreter (e.g. .venv/bin) comes first,
@@ -26,15 +37,15 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 # One id per `snakemake` call, inherited by every job: MLflow groups a pipeline's runs by it.
 os.environ.setdefault("E2NAS_INVOCATION", uuid.uuid4().hex[:12])
 
-# Every stage rule runs its notebook the same way. Parameters travel as one shell-quoted
-# YAML document; the step after papermill logs the executed notebook (also on failure) and
+# Every stage rule runs its notebook the same way. Parameters travel as one YAML file (a command
+# line holds at most 128 KiB per argument; a sweep's report lists thousands of inputs); the step after papermill logs the executed notebook (also on failure) and
 # ends the stage's MLflow run; the job then exits with papermill's status.
 NOTEBOOK_SHELL = (
     "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
-    f"PYTHONPATH={shlex.quote(str(ROOT / 'src'))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; rc=0; "
+    f"PYTHONPATH=\"$PWD\"/{shlex.quote(here(ROOT / 'src'))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; rc=0; "
     "python -m papermill {input.notebook:q} {log.notebook:q} --kernel python3 "
-    "--parameters_yaml {params.yaml:q} --log-output --no-progress-bar || rc=$?; "
-    f"python {FINISH_SCRIPT} {{log.notebook:q}} {{params.yaml:q}} $rc; exit $rc"
+    "--parameters_file {params.parameters:q} --log-output --no-progress-bar || rc=$?; "
+    f"python {FINISH_SCRIPT} {{log.notebook:q}} {{params.parameters:q}} $rc; exit $rc"
 )
 
 
@@ -50,7 +61,7 @@ def init_tracking_store():
 
 
 def notebook(name):
-    return str(ROOT / "notebooks" / f"{name}.ipynb")
+    return here(ROOT / "notebooks" / f"{name}.ipynb")
 
 
 def space_is_enumerated(space):
@@ -64,7 +75,7 @@ def code(notebook_name, space, method=None):
     """The src/ files a stage of `space` (and search `method`) runs: its notebook's imports, closed over
     the library's own imports, plus the space's package and the method's module (e2nas.code_inputs).
     Inputs, so that editing one reruns exactly the stages that run it."""
-    return stage_code(notebook(notebook_name), space, method)
+    return [here(path) for path in stage_code(ROOT / "notebooks" / f"{notebook_name}.ipynb", space, method)]
 
 
 def log_notebook(rule_name, pattern):
@@ -75,18 +86,21 @@ def settings(parameters):
     """A stage's parameters (config sections, wildcards) as a params entry of their own.
 
     Snakemake reruns a job whose params changed since its last run, but compares only entries
-    that do not depend on input or output files; `yaml` lists the files, so it is not compared,
+    that do not depend on input or output files; `parameters` lists the files, so it is not compared,
     and this entry is what reruns the stages that take a changed config section.
     """
     return yaml.safe_dump(parameters, sort_keys=True)
 
 
-def stage_yaml(rule_name, log_path, wildcards, inputs, outputs, tags, **parameters):
-    """The one YAML document papermill injects into a stage notebook.
+def stage_parameters(rule_name, log_path, wildcards, inputs, outputs, tags, **parameters):
+    """The file of the one YAML document papermill injects into a stage notebook.
+
+    Named by its content under .snakemake/ (written when Snakemake builds the job, dry runs
+    included; the same parameters are the same file, so parallel jobs never race on one name).
 
     `inputs` / `outputs`: the rule's named files (code and the tables read from where the library finds
-    them are left out); `tags`: the MLflow
-    tags naming this invocation (space, dataset, method, seed); `parameters`: config sections.
+    them are left out); `tags`: the MLflow tags naming this invocation (space, dataset, method, seed);
+    `parameters`: config sections.
     """
     wc = dict(wildcards.items())
     notebook_log = log_path.format(**wc)
@@ -102,7 +116,14 @@ def stage_yaml(rule_name, log_path, wildcards, inputs, outputs, tags, **paramete
             "run_file": notebook_log + ".mlflow_run",
         },
     }
-    return yaml.safe_dump(doc, sort_keys=True)
+    text = yaml.safe_dump(doc, sort_keys=True)
+    path = PARAMETERS_DIR / f"{rule_name}-{hashlib.sha256(text.encode()).hexdigest()[:20]}.yaml"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(f".{path.name}.{os.getpid()}")
+        part.write_text(text)
+        os.replace(part, path)
+    return str(path)
 
 
 
@@ -144,7 +165,7 @@ def ground_truth_files(dataset):
     rebuilding it reruns what depends on it."""
     from e2nas.tables.fashion_mnist import DATASET, PROTOCOL_JSON, TABLE_CSV
 
-    return [str(TABLE_CSV), str(PROTOCOL_JSON)] if dataset == DATASET else []
+    return [here(TABLE_CSV), here(PROTOCOL_JSON)] if dataset == DATASET else []
 
 
 def ground_truth_protocol():
@@ -162,7 +183,7 @@ def nb201_table_files(space):
     from e2nas.tables.nb201 import table_path
 
     path = table_path()
-    return [str(path)] if path is not None and space_has_table(space) else []
+    return [here(path)] if path is not None and space_has_table(space) else []
 
 
 def get_rank_inputs(wc):

@@ -16,7 +16,7 @@ rule build_graphs:
     log:
         notebook=log_notebook("build_graphs", "{space}"),
     params:
-        yaml=lambda wc, input, output: stage_yaml(
+        parameters=lambda wc, input, output: stage_parameters(
             "build_graphs", log_notebook("build_graphs", "{space}"), wc, input, output, {"space": wc.space},
             **build_graphs_parameters(wc),
         ),

@@ -14,7 +14,7 @@ rule rank_supernet:
     log:
         notebook=log_notebook("rank_supernet", "{dataset}/{space}/seed{seed}"),
     params:
-        yaml=lambda wc, input, output: stage_yaml(
+        parameters=lambda wc, input, output: stage_parameters(
             "rank_supernet", log_notebook("rank_supernet", "{dataset}/{space}/seed{seed}"), wc, input, output,
             {"space": wc.space, "dataset": wc.dataset, "seed": wc.seed}, **rank_supernet_parameters(wc),
         ),

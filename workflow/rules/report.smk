@@ -14,7 +14,7 @@ rule report:
     log:
         notebook=f"{RESULTS}/report/report.ipynb",
     params:
-        yaml=lambda wc, input, output: stage_yaml(
+        parameters=lambda wc, input, output: stage_parameters(
             "report", f"{RESULTS}/report/report.ipynb", wc, input, output, {"space": config["space"]},
             **report_parameters(wc),
         ),

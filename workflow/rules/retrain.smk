@@ -25,7 +25,7 @@ rule retrain_cell:
     log:
         notebook=log_notebook("retrain_cell", "{dataset}/{space}/{method}/seed{seed}"),
     params:
-        yaml=lambda wc, input, output: stage_yaml(
+        parameters=lambda wc, input, output: stage_parameters(
             "retrain_cell", log_notebook("retrain_cell", "{dataset}/{space}/{method}/seed{seed}"), wc, input, output,
             {"space": wc.space, "dataset": wc.dataset, "method": wc.method, "seed": wc.seed},
             **retrain_cell_parameters(wc),

@@ -17,7 +17,7 @@ rule search_architecture:
     log:
         notebook=log_notebook("search_architecture", "{dataset}/{space}/{method}/seed{seed}"),
     params:
-        yaml=lambda wc, input, output: stage_yaml(
+        parameters=lambda wc, input, output: stage_parameters(
             "search_architecture", log_notebook("search_architecture", "{dataset}/{space}/{method}/seed{seed}"),
             wc, input, output,
             {"space": wc.space, "dataset": wc.dataset, "method": wc.method, "seed": wc.seed},

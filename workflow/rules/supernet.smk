@@ -18,7 +18,7 @@ rule warmup_supernet:
     log:
         notebook=log_notebook("warmup_supernet", "{dataset}/{space}/seed{seed}"),
     params:
-        yaml=lambda wc, input, output: stage_yaml(
+        parameters=lambda wc, input, output: stage_parameters(
             "warmup_supernet", log_notebook("warmup_supernet", "{dataset}/{space}/seed{seed}"), wc, input, output,
             {"space": wc.space, "dataset": wc.dataset, "seed": wc.seed}, **warmup_supernet_parameters(wc),
         ),

@@ -17,7 +17,7 @@ rule pretrain_vgae:
     log:
         notebook=log_notebook("pretrain_vgae", "{space}"),
     params:
-        yaml=lambda wc, input, output: stage_yaml(
+        parameters=lambda wc, input, output: stage_parameters(
             "pretrain_vgae", log_notebook("pretrain_vgae", "{space}"), wc, input, output,
             {"space": wc.space}, **pretrain_vgae_parameters(wc),
         ),

@@ -4,7 +4,7 @@ MLflow run and end the run.
 A training stage keeps its checkpoint until its notebook has run through (keep_checkpoint=True),
 so that a failure after training (logging, plots) makes the rerun resume at the end, not at epoch 0.
 
-Usage: finish_stage_run.py NOTEBOOK PARAMS_YAML EXIT_CODE
+Usage: finish_stage_run.py NOTEBOOK PARAMETERS_FILE EXIT_CODE
 """
 
 import sys
@@ -14,8 +14,8 @@ import yaml
 
 from e2nas.tracking import finish_stage_run, notebook_html
 
-notebook, params_yaml, exit_code = sys.argv[1], sys.argv[2], int(sys.argv[3])
-params = yaml.safe_load(params_yaml)
+notebook, parameters_file, exit_code = sys.argv[1], sys.argv[2], int(sys.argv[3])
+params = yaml.safe_load(Path(parameters_file).read_text())
 if exit_code == 0 and params.get("checkpoint"):
     Path(params["checkpoint"]).unlink(missing_ok=True)
 if exit_code == 0 and params.get("outputs", {}).get("html"):  # the report as a page to read: no code cells
