@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -33,7 +34,7 @@ def nb201_table_path() -> Path:
 
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-PROJECT_FILES = ("Snakefile", "workflow", "notebooks", "config", "src", "envs")
+PROJECT_FILES = ("Snakefile", "workflow", "notebooks", "config", "src", "envs", "profiles")
 # A config string with spaces, quotes, `;` and `$( )`: it must reach the notebooks intact
 # and never run as a command.
 HOSTILE_NOTES = "smoke; it's a \"test\" $(touch PWNED) `touch PWNED2`; touch PWNED3"
@@ -59,6 +60,50 @@ def snakemake(project: Path, workdir: Path, *args: str, env: dict | None = None,
         timeout=timeout,
         env=env,
     )
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc), including the Jupyter kernel, which runs in its own session."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL the job's process group and everything below it, as a lost machine or the OOM killer would.
+
+    papermill starts the kernel with start_new_session, so killpg alone would leave it running
+    until ipykernel's parent poller notices (about 1 s), time enough to finish another epoch.
+    """
+    below = descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in below:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in process_state(pid) for pid in below):
+        assert time.monotonic() < deadline, "processes survived SIGKILL"
+        time.sleep(0.1)
+
+
+def process_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
 
 
 def pipeline_env(**extra: str) -> dict:

@@ -7,6 +7,7 @@ file. Everything is loaded with `weights_only=True`.
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import random
@@ -24,13 +25,20 @@ class DivergedError(RuntimeError):
     """Training produced a non-finite loss; the last good checkpoint is kept."""
 
 
+def _replace(tmp: Path, path: Path) -> None:
+    """Rename `tmp` onto `path`, and drop what writers of `path` killed mid-write left beside it."""
+    os.replace(tmp, path)
+    for orphan in path.parent.glob(f".{glob.escape(path.name)}.tmp*"):
+        orphan.unlink(missing_ok=True)
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to a temporary file beside `path`, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     torch.save(obj, tmp)
-    os.replace(tmp, path)
+    _replace(tmp, path)
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
@@ -41,7 +49,7 @@ def write_json(obj: Any, path: str | os.PathLike) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    _replace(tmp, path)
 
 
 def safe_load(path: str | os.PathLike, what: str = "checkpoint") -> dict:

@@ -25,7 +25,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, SNAKEMAKE, copy_project, pipeline_env, snakemake
+from conftest import REPO, SNAKEMAKE, copy_project, kill_tree, pipeline_env, snakemake
 from e2nas import data as data_mod
 from e2nas import tracking
 from e2nas.checkpoint import CheckpointError, DivergedError, EpochCheckpoint, safe_load
@@ -330,50 +330,6 @@ def _pipeline_cmd(project: Path, workdir: Path, *args: str) -> list[str]:
     return [SNAKEMAKE, "-s", str(project / "Snakefile"), "-d", str(workdir), "--configfile", str(config), *args]
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below `pid` (from /proc), including the Jupyter kernel, which runs in its own session."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _kill_tree(proc: subprocess.Popen) -> None:
-    """SIGKILL the job's process group and everything below it, as a lost machine or the OOM killer would.
-
-    papermill starts the kernel with start_new_session, so killpg alone would leave it running
-    until ipykernel's parent poller notices (about 1 s), time enough to finish another epoch.
-    """
-    below = _descendants(proc.pid)
-    os.killpg(proc.pid, signal.SIGKILL)
-    for pid in below:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait()
-    deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in below):
-        assert time.monotonic() < deadline, "processes survived SIGKILL"
-        time.sleep(0.1)
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "Z"
-
-
 def _stray_files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file() and (".tmp" in p.name or p.name.startswith("."))]
 
@@ -409,7 +365,7 @@ def test_sigkill_mid_warmup_then_rerun_resumes_from_the_checkpoint(tmp_path):
         time.sleep(0.3)  # inside the next epoch
         assert proc.poll() is None and not output.exists(), "the stage finished before the kill"
     finally:
-        _kill_tree(proc)
+        kill_tree(proc)
         log.close()
 
     state = torch.load(ckpt, map_location="cpu", weights_only=True)

@@ -16,7 +16,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -96,8 +95,7 @@ def tracking_server(tmp_path_factory):
 
 
 def slurm_project(root: Path, cfg: dict) -> Path:
-    project = copy_project(root / "project")
-    shutil.copytree(REPO / "profiles", project / "profiles")
+    project = copy_project(root / "project")  # profiles/ included
     (project / "config" / "smoke.yaml").write_text(yaml.safe_dump(cfg))
     return project
 

@@ -30,7 +30,6 @@ import math
 import torch
 from torch import Tensor, nn
 
-from e2nas import spaces
 from e2nas.search.harness import Harness, hard_cell, straight_through
 from e2nas.search.method import SearchMethod
 from e2nas.search.novelty import LatentArchive, ManifoldDensity, nearest_neighbour_median
