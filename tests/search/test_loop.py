@@ -65,6 +65,11 @@ def without_seconds(result):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in result["trajectory"]]
 
 
+def result_without_timings(result):
+    """The whole result but its wall-clock fields."""
+    return {**{k: v for k, v in result.items() if k != "search_seconds"}, "trajectory": without_seconds(result)}
+
+
 class Interrupt(Exception):
     pass
 
@@ -129,17 +134,19 @@ def test_a_checkpoint_of_a_run_on_an_older_input_is_never_resumed(stage_files, t
     assert (tmp_path / "s" / "search.ckpt").exists()  # nothing is deleted: the message says what to do
 
 
-def test_a_kept_finished_checkpoint_lets_a_failed_stage_rerun_without_training(stage_files, tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["gdas", "darts", "rsps", "e2nas"])
+def test_a_kept_finished_checkpoint_lets_a_failed_stage_rerun_without_training(stage_files, tmp_path, monkeypatch, method):
     """Issue 20: the pipeline keeps the checkpoint until the notebook has run through; when something
-    after the search fails (MLflow, a plot), the rerun writes the same result and trains no step."""
+    after the search fails (MLflow, a plot), the rerun writes the same result, every field of it (RSPS's
+    last candidates too), and trains no step."""
     from e2nas.search.harness import Harness as H
 
-    first = search(stage_files, "gdas", tmp_path / "a", keep_checkpoint=True)
+    first = search(stage_files, method, tmp_path / "a", keep_checkpoint=True)
     assert (tmp_path / "a" / "search.ckpt").exists()
     (tmp_path / "a" / "result.json").unlink()  # what Snakemake does to the outputs of a failed job
     monkeypatch.setattr(H, "train_paths", lambda *a, **k: pytest.fail("the rerun trained again"))
-    again = search(stage_files, "gdas", tmp_path / "a")
-    assert again["arch"] == first["arch"] and without_seconds(again) == without_seconds(first)
+    again = search(stage_files, method, tmp_path / "a")
+    assert again["arch"] == first["arch"] and result_without_timings(again) == result_without_timings(first)
     assert json.loads((tmp_path / "a" / "result.json").read_text())["arch"] == first["arch"]
     assert not (tmp_path / "a" / "search.ckpt").exists()  # without keep_checkpoint, deleted at the end
 

@@ -1,12 +1,13 @@
 """The smoke pipeline killed again and again: SIGKILLs of the whole job tree (Snakemake, papermill, the
-kernels) at seeded random moments, half of them the instant a stage's output appears (before Snakemake
-records the job as done), each followed by the README's recovery unchanged; the run then finishes, and
-its outputs equal those of the shared uninterrupted smoke run, timings aside."""
+kernels) at seeded random moments spread over the pipeline, half of them the instant a stage's output
+appears (before Snakemake records the job as done), each followed by the README's recovery unchanged;
+the run then finishes, and its outputs equal those of the shared uninterrupted smoke run, timings aside."""
 
 from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import subprocess
 import time
@@ -70,43 +71,58 @@ def read(path: Path):
     return frame.drop(columns=[c for c in frame.columns if c.endswith("seconds")]).to_dict("list")
 
 
-def wait_then_kill(proc: subprocess.Popen, results: Path, rng: random.Random, at_an_output: bool) -> bool:
-    """Kill the job tree after a seeded random delay or, with at_an_output, the instant the first stage
-    output after that delay appears; False when the pipeline ended first."""
-    deadline = time.monotonic() + rng.uniform(2.0, 25.0)
+def started_and_finished(log: Path) -> tuple[dict[str, str], set[str]]:
+    """{jobid: rule} of the jobs a snakemake log started, and the jobids it finished."""
+    text = log.read_text() if log.exists() else ""
+    started = {job: rule for rule, job in re.findall(r"^(?:local)?rule (\w+):\n(?:[ \t]+.*\n)*?[ \t]+jobid: (\d+)", text, re.M)}
+    return started, set(re.findall(r"^Finished jobid: (\d+)", text, re.M))
+
+
+def wait_then_kill(proc: subprocess.Popen, logs: list[Path], results: Path, rng: random.Random, kill: int) -> list[str] | None:
+    """Kill number `kill` (0-based) of the job tree: once the runs so far finished more than `kill` jobs
+    (so the kills spread over the pipeline), after a seeded random delay, and on odd kills the instant
+    the next stage output appears. Returns the rules it killed mid-job, None when the pipeline ended first."""
+    def finished() -> int:
+        return sum(len(started_and_finished(log)[1]) for log in logs)
+
+    while proc.poll() is None and finished() <= kill:
+        time.sleep(0.1)
+    deadline = time.monotonic() + rng.uniform(0.0, 10.0)
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    if at_an_output:
+    if kill % 2:
         seen = stage_outputs(results)
         while proc.poll() is None and not stage_outputs(results) - seen:
             time.sleep(0.01)
     if proc.poll() is not None:
-        return False
+        return None
     kill_tree(proc)
-    return True
+    started, done = started_and_finished(logs[-1])
+    return sorted(rule for job, rule in started.items() if job not in done)
 
 
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(1800)
 def test_seeded_kills_with_the_readme_recovery_end_in_the_uninterrupted_results(smoke_pipeline, tmp_path):
     project = copy_project(tmp_path / "project")
     shutil.copy2(smoke_pipeline["project"] / "config" / "smoke.yaml", project / "config" / "smoke.yaml")  # its notes too
     workdir = tmp_path / "work"
     results = workdir / "results" / smoke_pipeline["config"]["run"]
-    rng, env = random.Random(SEED), pipeline_env()
-    kills = 0
-    with open(tmp_path / "runs.log", "w") as log:
-        while kills < KILLS:
+    rng, env, logs, killed = random.Random(SEED), pipeline_env(), [], []
+    for kill in range(KILLS):
+        logs.append(tmp_path / f"run{kill}.log")
+        with open(logs[-1], "w") as log:
             proc = subprocess.Popen(pipeline_command(project, workdir, "--cores", "2"), stdout=log,
                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
-            if not wait_then_kill(proc, results, rng, at_an_output=kills % 2 == 1):
-                break
-            kills += 1
-            # The README's recovery after a kill: unlock, then the same command (the next loop).
-            unlock = subprocess.run(pipeline_command(project, workdir, "--unlock"), capture_output=True, text=True, env=env)
-            assert unlock.returncode == 0, unlock.stderr[-3000:]
-        assert kills == KILLS, f"the pipeline finished after {kills} kills: {(tmp_path / 'runs.log').read_text()[-3000:]}"
-        final = subprocess.run(pipeline_command(project, workdir, "--cores", "2"), stdout=log, stderr=subprocess.STDOUT, env=env)
-    assert final.returncode == 0, (tmp_path / "runs.log").read_text()[-6000:]
+            hit = wait_then_kill(proc, logs, results, rng, kill)
+        assert hit is not None, f"the pipeline finished before kill {kill + 1}: {logs[-1].read_text()[-3000:]}"
+        killed.append(hit)
+        # The README's recovery after a kill: unlock, then the same command (the next loop).
+        unlock = subprocess.run(pipeline_command(project, workdir, "--unlock"), capture_output=True, text=True, env=env)
+        assert unlock.returncode == 0, unlock.stderr[-3000:]
+    final = subprocess.run(pipeline_command(project, workdir, "--cores", "2"), capture_output=True, text=True, env=env)
+    assert final.returncode == 0, final.stdout[-6000:]
+    # The kills landed inside jobs of several stages, not all in the first one.
+    assert len({rule for hit in killed for rule in hit}) >= 3, killed
 
     reference = smoke_pipeline["workdir"] / "results" / smoke_pipeline["config"]["run"]
     assert stage_outputs(results) == stage_outputs(reference)

@@ -17,7 +17,6 @@ from e2nas.code_inputs import stage_code  # noqa: E402 (torch-free: no library n
 from e2nas.names import BASELINE_METHODS, E2NAS_METHODS, RANDOM_METHOD, REFERENCE_PREFIX, is_reference  # noqa: E402
 
 
-
 def here(path):
     """`path` as the rules name it: relative to the working directory, so that a checkout moved or
     re-cloned together with its results/ keeps every command and input Snakemake recorded (a job
@@ -37,9 +36,10 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 # One id per `snakemake` call, inherited by every job: MLflow groups a pipeline's runs by it.
 os.environ.setdefault("E2NAS_INVOCATION", uuid.uuid4().hex[:12])
 
-# Every stage rule runs its notebook the same way. Parameters travel as one YAML file (a command
-# line holds at most 128 KiB per argument; a sweep's report lists thousands of inputs); the step after papermill logs the executed notebook (also on failure) and
-# ends the stage's MLflow run; the job then exits with papermill's status.
+# Every stage rule runs its notebook the same way. Parameters travel as one YAML file (one shell
+# argument holds at most 128 KiB; a sweep's report lists thousands of inputs); the step after
+# papermill logs the executed notebook (also on failure) and ends the stage's MLflow run; the job
+# then exits with papermill's status.
 NOTEBOOK_SHELL = (
     "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
     f"PYTHONPATH=\"$PWD\"/{shlex.quote(here(ROOT / 'src'))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; rc=0; "

@@ -180,10 +180,14 @@ class RSPS(SearchMethod):
         return {"candidates": [self.harness.space.format(c) for c in self.candidates]}
 
     def state_dict(self) -> dict:
-        return {"prev": None if self.prev is None else list(self.prev)}
+        # The last epoch's candidates are part of the result: a run resumed after its last epoch has them.
+        return {"prev": None if self.prev is None else list(self.prev),
+                "candidates": [list(c) for c in self.candidates], "scores": list(self.scores)}
 
     def load_state_dict(self, state: dict) -> None:
         self.prev = None if state["prev"] is None else tuple(state["prev"])
+        self.candidates = [tuple(c) for c in state.get("candidates", [])]
+        self.scores = list(state.get("scores", []))
 
 
 METHOD_CLASSES = {"gdas": GDAS, "darts": DARTS, "rsps": RSPS}
