@@ -203,3 +203,13 @@ def test_the_report_tables_fit_a_page(run):
     headline = report.headline_summary(df).set_index("method")
     assert headline.loc["e2nas", "retrain acc. (%)"] == "91.50 ± 0.71" and headline.loc["gdas", "retrain acc. (%)"] == "90.50"
     assert set(headline.columns) <= {"dataset", "space", "n_seeds", "retrain acc. (%)", "NB201 C-10 (%)"}
+
+
+def test_the_ranking_table_has_worded_headers_two_decimals_and_no_index(tmp_path):
+    entry = {"ground_truth": {"kendall_tau": 0.2154, "spearman_rho": 0.31}, "nb201_cifar10": None}
+    path = tmp_path / "seed3.json"
+    path.write_text(json.dumps({"supernets": {"warm-up": entry}}))
+    html = report.ranking_table([str(path)]).to_html()
+    assert "τ vs ground truth" in html and "kendall_tau" not in html
+    assert ">0.22<" in html and ">–<" in html and ">3<" in html  # NB201 absent: a dash
+    assert "row_heading" not in html  # no index column

@@ -379,6 +379,33 @@ def ranking_frame(ranking_files: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+RANKING_HEADERS = {
+    "seed": "seed", "supernet": "supernet",
+    "kendall_tau_ground_truth": "τ vs ground truth", "spearman_rho_ground_truth": "ρ vs ground truth",
+    "kendall_tau_nb201_cifar10": "τ vs NB201 C-10", "spearman_rho_nb201_cifar10": "ρ vs NB201 C-10",
+}
+
+
+def ranking_table(ranking_files: list[str]):
+    """`ranking_frame` as the report shows it: headers in words, two decimals, no index (a Styler)."""
+    frame = ranking_frame(ranking_files).rename(columns=RANKING_HEADERS)
+    numbers = [c for c in frame.columns if c not in ("seed", "supernet")]
+    return frame.style.hide(axis="index").format("{:.2f}", subset=numbers, na_rep="–")
+
+
+def ground_truth_sentence(ground_truth, nb201_table=None) -> str:
+    """The ground truth's noise ceiling (and its agreement with NB201, given the table) as a sentence."""
+    c = ground_truth.noise_ceiling()
+    text = (f"The ground truth's own noise ceiling, the Kendall τ between its two training seeds over its "
+            f"{c['cells']} cells, is {c['tau_all']:.2f} ({c['tau_top_half']:.2f} among the better half); "
+            f"one training differs from the other by {c['seed_difference_sd']:.2f} points (sd).")
+    if nb201_table is not None:
+        a = ground_truth.nb201_agreement(nb201_table)
+        text += (f" Against NB201's CIFAR-10 accuracies over {a['cells']} cells it has τ {a['kendall_tau']:.2f} "
+                 f"and ρ {a['spearman_rho']:.2f}.")
+    return text
+
+
 # ---------------------------------------------------------------- the report's figures
 
 
