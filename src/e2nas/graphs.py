@@ -12,8 +12,9 @@ stacked (N, 2, E) (E is the same for all).
 
 Stage 1 enumerates NB201 (15,625 cells) but samples DARTS (about 10^18 cell pairs): `GraphsConfig`
 says how many genotypes, with which seed, and whether a node may read one input twice
-(`distinct_inputs`; the graph set records it, and E2NAS decodes under the same option). The sample keeps every draw, degenerate cells
-(no non-`none` path from the inputs, `darts.valid_mask` false) included: the VGAE decodes
+(`distinct_inputs`; the graph set records it, and E2NAS decodes under the same option). The
+sample keeps every draw, degenerate cells (no non-`none` path from the inputs,
+`darts.valid_mask` false) included: the VGAE decodes
 whatever a latent point maps to, so it is trained on the space as the space is sampled, and
 the search (not stage 1) is what keeps decoded cells valid. The summary counts the valid ones.
 """
