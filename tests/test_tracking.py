@@ -98,8 +98,10 @@ def test_the_finished_checkpoint_goes_only_when_the_stage_notebook_ran_through(t
     params = {"checkpoint": str(checkpoint), "tracking": {"experiment": "exp", "stage": "search_architecture", "tags": {},
                                                           "run_file": str(tmp_path / "nb.ipynb.mlflow_run")}}
     env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(repo / "src")}
+    parameters = tmp_path / "parameters.yaml"  # the stage's parameters file, as the rules pass it
+    parameters.write_text(yaml.safe_dump(params))
     out = subprocess.run([sys.executable, str(repo / "workflow" / "scripts" / "finish_stage_run.py"), str(tmp_path / "nb.ipynb"),
-                          yaml.safe_dump(params), str(exit_code)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                          str(parameters), str(exit_code)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert checkpoint.exists() == kept
 

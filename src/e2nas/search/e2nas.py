@@ -162,7 +162,7 @@ class E2NAS(SearchMethod):
                 f"and graphs_path (stage 1's graphs, whose encodings make the manifold term)"
             )
         graphs = GraphSet.load(inputs["graphs"])
-        if graphs.space != harness.space.name:
+        if harness.space.name != graphs.space:  # a consistency check of the files, not a branch on the space
             raise ValueError(f"graphs {inputs['graphs']} are of the {graphs.space!r} space, but the supernet is {harness.space.name!r}")
         # The latent space holds the cells stage 1 drew: start, decode and complement under its options
         # (DARTS: whether a node may read one input twice, config `graphs.distinct_inputs`).
