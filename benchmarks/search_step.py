@@ -182,6 +182,9 @@ class Bench:
             else:
                 self.methods[name] = {"gdas": api.GDAS, "darts": api.DARTS, "rsps": api.RSPS}[name](harness())
             self.methods[name].start_epoch(0, 2)
+        # The batches in the layout the search loop feeds (channels_last on a CPU since issue 21; older code: none).
+        layout = getattr(self.methods["gdas"].harness, "layout", torch.contiguous_format)
+        self.xw, self.xa = (x.contiguous(memory_format=layout) for x in (self.xw, self.xa))
         e2nas = self.methods["e2nas"]
         if not e2nas.archive.full:  # older E2NAS starts empty: a full archive, as in every step after the first K
             for _ in range(cfg.archive_size):

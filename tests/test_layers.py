@@ -26,3 +26,23 @@ def test_box_pool_keeps_channels_last_and_the_device_dtype_of_its_input():
     assert AvgPool3x3()(x.double()).dtype == torch.float64
     with pytest.raises(ValueError, match="strides by 1 or 2"):
         AvgPool3x3(3)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_box_pool_backward_is_differentiable_twice(stride):
+    # The custom backward (the box sum of g / counts) is checked against finite differences, and
+    # is itself differentiable (made of the same ops), as autograd's slices were.
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    pool = AvgPool3x3(stride)
+    assert torch.autograd.gradcheck(pool, (x,))
+    assert torch.autograd.gradgradcheck(pool, (x,))
+
+
+def test_box_pool_leaves_its_input_and_the_upstream_gradient_alone():
+    # The in-place adds run on copies: the input map and the gradient handed in stay as they were.
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, 4, 6, 6, dtype=torch.float64)
+    x0, g0 = x.detach().clone(), g.clone()
+    AvgPool3x3()(x).backward(g)
+    assert torch.equal(x.detach(), x0) and torch.equal(g, g0)
+    torch.testing.assert_close(x.grad, torch.autograd.grad(nn.AvgPool2d(3, 1, 1, count_include_pad=False)(x), x, g)[0])

@@ -59,6 +59,31 @@ def test_value_and_gradients_are_the_formula():
         straight_through_term(y, torch.ones(2, dtype=torch.float64), rest)
 
 
+def test_a_one_hot_h_on_a_cpu_runs_no_kernel_for_the_value_or_the_gradient_to_y():
+    # h_a = 1, Σ_{k≠a} h_k = 0 exactly: the output is y's own memory and y receives g itself;
+    # the scalars' gradients are still ⟨g, y⟩ and Σ g. Any other h takes the general formula.
+    gen = torch.Generator().manual_seed(15)
+    y0, g = torch.randn(2, 3, 4, 4, generator=gen), torch.randn(2, 3, 4, 4, generator=gen)
+    y = y0.clone().requires_grad_()
+    mid = y * 1.0  # a non-leaf, as an op's output is
+    one, zero = torch.tensor(1.0, requires_grad=True), torch.tensor(0.0, requires_grad=True)
+    out = straight_through_term(mid, one, zero)
+    assert out.data_ptr() == mid.data_ptr()
+    seen = []
+    mid.register_hook(lambda grad: seen.append(grad))
+    gy, gc, gr = torch.autograd.grad(out, (y, one, zero), g)
+    assert seen[0].data_ptr() == g.data_ptr()
+    assert torch.equal(gy, g)
+    torch.testing.assert_close(gc, (g * y0).sum(), rtol=0, atol=0)
+    torch.testing.assert_close(gr, g.sum(), rtol=0, atol=0)
+    for chosen, rest in ((1.0, 1e-30), (1.0 - 2**-24, 0.0)):
+        c, r = torch.tensor(chosen, requires_grad=True), torch.tensor(rest, requires_grad=True)
+        out = straight_through_term(mid, c, r)
+        assert out.data_ptr() != mid.data_ptr()
+        assert torch.equal(out, torch.addcmul(r, c, mid))
+        assert torch.equal(torch.autograd.grad(out, mid, g, retain_graph=True)[0], g * c)
+
+
 @pytest.mark.parametrize("formula", [old_nb201, old_darts])
 def test_float32_gradients_are_autograds_bit_for_bit(formula):
     # On a CPU ⟨g, y⟩ is the pairwise sum of g·y, the reduction autograd runs for the broadcast scalars.

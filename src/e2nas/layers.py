@@ -24,11 +24,41 @@ class ReLUConvBN(nn.Sequential):
         )
 
 
+def box_sum3x3(x: torch.Tensor) -> torch.Tensor:
+    """Σ of each 3x3 window with zero padding 1 (stride 1), as shifted in-place adds on two copies:
+    no padded copy, no slices for autograd to scatter back (the custom backward reuses this)."""
+    rows = x.clone()
+    rows[:, :, 1:] += x[:, :, :-1]
+    rows[:, :, :-1] += x[:, :, 1:]
+    out = rows.clone()
+    out[..., 1:] += rows[..., :-1]
+    out[..., :-1] += rows[..., 1:]
+    return out
+
+
+class _BoxMean3x3(torch.autograd.Function):
+    """out = B(x) / n with B the zero-padded 3x3 box sum and n each window's cell count.
+
+    B is its own adjoint (every window is symmetric about its centre), so ∂L/∂x = B(g / n): the
+    backward is the forward's kernels again instead of autograd's per-slice zero-fill-and-copy.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(counts)
+        return box_sum3x3(x).div_(counts)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (counts,) = ctx.saved_tensors
+        return box_sum3x3(g / counts), None
+
+
 class AvgPool3x3(nn.Module):
     """3x3 average pooling with padding 1 that does not count the padding (`nn.AvgPool2d(3, stride, 1,
     count_include_pad=False)`), as a separable box sum divided by each window's count.
 
-    The same values (within float rounding) at about a fifth of the CPU time of AvgPool2d, forward
+    The same values (within float rounding) at a fraction of the CPU time of AvgPool2d, forward
     and backward (benchmarks/RESULTS.md): it was a third of an E2NAS step. Stride 2 keeps every
     other row and column of the stride-1 result, which is exactly where AvgPool2d's windows sit.
     """
@@ -52,9 +82,7 @@ class AvgPool3x3(nn.Module):
         return self._counts[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded = nn.functional.pad(x, (1, 1, 1, 1))
-        rows = padded[:, :, :-2] + padded[:, :, 1:-1] + padded[:, :, 2:]
-        out = (rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]) / self.counts(x.shape[-2], x.shape[-1], x)
+        out = _BoxMean3x3.apply(x, self.counts(x.shape[-2], x.shape[-1], x))
         return out if self.stride == 1 else out[:, :, ::2, ::2]
 
 

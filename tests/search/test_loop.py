@@ -224,6 +224,37 @@ def test_e2nas_needs_the_vgae_and_the_right_dataset(stage_files, tmp_path):
         run_search("enas", stage_files["data"], stage_files["warmup"], None, tiny_cfg(), 0, tmp_path / "r.json", tmp_path / "c")
 
 
+def test_on_a_cpu_warm_up_and_search_run_the_supernet_in_channels_last(tmp_path, monkeypatch):
+    # oneDNN's convolutions are faster in channels_last (runtime.memory_format): the conv weights
+    # and every image batch the supernet sees (warm-up, search steps, scoring) are in that layout.
+    # Three-channel images: with one channel the two layouts are the same strides.
+    from e2nas.data import ImageData
+    from e2nas.search import run_search
+    from e2nas.spaces.nb201.supernet import SuperNet
+    from e2nas.warmup import SupernetConfig, WarmupConfig, run_warmup
+
+    seen, real = [], SuperNet.forward
+
+    def recording(self, x, *args, **kwargs):
+        convs = [m.weight for m in self.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[-1] > 1]
+        seen.append((x.is_contiguous(memory_format=torch.channels_last), x.shape[0] == 1 or not x.is_contiguous(),
+                     all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)))
+        return real(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(SuperNet, "forward", recording)
+    g = torch.Generator().manual_seed(3)
+    x, tx = torch.randn(64, 3, 8, 8, generator=g), torch.randn(8, 3, 8, 8, generator=g)
+    data = ImageData("toy3", 10, 3, 8, x, torch.randint(10, (64,), generator=g), tx, torch.arange(8), augment=True, pad=1)
+    warmup = tmp_path / "warmup.pt"
+    run_warmup(data, make_split(64, 0), SupernetConfig(4, 1), WarmupConfig(epochs=1, batch_size=16), 0, warmup,
+               tmp_path / "w.ckpt", progress=False, space="nb201")
+    warmup_calls = len(seen)
+    run_search("rsps", data, warmup, None, tiny_cfg(batch_size=16), 0, tmp_path / "r.json", tmp_path / "s.ckpt",
+               progress=False)
+    assert 0 < warmup_calls < len(seen)
+    assert all(all(flags) for flags in seen), seen
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="host syncs are only observable on a CUDA device")
 def test_a_step_syncs_with_the_host_at_most_once():
     """E2NAS copies the step's 6 op indices to the host, GDAS both halves' draws in one transfer; nothing else waits."""

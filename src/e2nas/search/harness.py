@@ -20,6 +20,7 @@ from torch import Tensor
 
 from e2nas import spaces
 from e2nas.checkpoint import rng_state, set_rng_state
+from e2nas.runtime import memory_format
 from e2nas.search.config import SearchConfig
 from e2nas.spaces import Cell
 from e2nas.training import stage_generators
@@ -77,6 +78,10 @@ class Harness:
         space: str,
     ):
         self.net, self.cfg, self.device = net, cfg, torch.device(device)
+        # Images and conv weights in the device's faster layout (channels_last on a CPU); batches
+        # follow it (BatchIterator(memory_format=harness.layout)).
+        self.layout = memory_format(self.device)
+        net.to(memory_format=self.layout)
         self.space = spaces.get(space)
         self.params = [p for p in net.parameters() if p.requires_grad]
         self.w_opt = torch.optim.SGD(
@@ -94,10 +99,13 @@ class Harness:
 
         pool: the images fresh scoring batches are drawn from (RSPS; default: x, y themselves).
         """
-        self.eval_x, self.eval_y = x.to(self.device), y.to(self.device)
+        self.eval_x, self.eval_y = x.to(self.device).contiguous(memory_format=self.layout), y.to(self.device)
         n = min(self.cfg.eval_batch_size, len(y))
         self.probe_x, self.probe_y = self.eval_x[:n], self.eval_y[:n]
-        self.pool_x, self.pool_y = (self.eval_x, self.eval_y) if pool is None else (t.to(self.device) for t in pool)
+        if pool is None:
+            self.pool_x, self.pool_y = self.eval_x, self.eval_y
+        else:
+            self.pool_x, self.pool_y = pool[0].to(self.device).contiguous(memory_format=self.layout), pool[1].to(self.device)
 
     def evaluate_fresh(self, cell: Cell) -> float:
         """Supernet accuracy (%) of `cell` on a fresh seeded draw of rsps_eval_images pool images (RSPS's scoring)."""

@@ -134,8 +134,9 @@ def run_search(
     searcher = cls.build(method, harness, {"vgae": vgae_path, "graphs": graphs_path})
     from e2nas.data import BatchIterator
 
-    batches_w = BatchIterator(xw, yw, cfg.batch_size, device, harness.gens["data_w"], data.augment, data.pad)
-    batches_a = BatchIterator(xa, ya, cfg.batch_size, device, harness.gens["data_a"], data.augment, data.pad)
+    layout = harness.layout
+    batches_w = BatchIterator(xw, yw, cfg.batch_size, device, harness.gens["data_w"], data.augment, data.pad, memory_format=layout)
+    batches_a = BatchIterator(xa, ya, cfg.batch_size, device, harness.gens["data_a"], data.augment, data.pad, memory_format=layout)
 
     ckpt = EpochCheckpoint(
         checkpoint_path, {"method": method, "seed": seed, "dataset": data.name, "space": space, "search": asdict(cfg)},
