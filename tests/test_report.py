@@ -197,9 +197,13 @@ def test_darts_runs_report_genotypes_accuracy_and_params_without_nb201_columns(t
 def test_the_report_tables_fit_a_page(run):
     df = report.collect_results(*report.find_run_files(run), table=FakeTable())
     runs, cells = report.run_table(df), report.cells_table(df)
-    assert "arch" not in runs.columns and list(cells.data.columns) == ["method", "seed", "cell"]
+    assert "arch" not in runs.data.columns and list(cells.data.columns) == ["method", "seed", "cell"]
     assert all(arch in cells.to_html() for arch in df["arch"])  # whole, not cut
-    assert runs["retrain acc. (%)"].tolist() == [92.0, 91.0, 90.5]
+    assert runs.data["retrain acc. (%)"].tolist() == [92.0, 91.0, 90.5]
+    html = runs.to_html()
+    assert "row_heading" not in html and ">92.00<" in html  # no index column, accuracies to 2 decimals
+    assert all(f">{int(p)}<" in html for p in df["params"])  # counts whole, not "1000.0"
+    assert "row_heading" not in report.summary_table(df).to_html()
     headline = report.headline_summary(df).set_index("method")
     assert headline.loc["e2nas", "retrain acc. (%)"] == "91.50 ± 0.71" and headline.loc["gdas", "retrain acc. (%)"] == "90.50"
     assert set(headline.columns) <= {"dataset", "space", "n_seeds", "retrain acc. (%)", "NB201 C-10 (%)"}

@@ -200,11 +200,24 @@ READABLE = {"method": "method", "seed": "seed", "test_accuracy": "retrain acc. (
             "params": "params", "search_seconds": "search (s)", "train_seconds": "retrain (s)"}
 
 
-def run_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per run with short, rounded columns that fit a page; the cells are in `cells_table`."""
+WHOLE_NUMBERS = ("params", "search_seconds", "train_seconds")
+
+
+def run_table(frame: pd.DataFrame):
+    """One row per run with short columns that fit a page, as a Styler (its `.data` is the frame):
+    no index, counts and seconds as whole numbers, accuracies to 2 decimals, "–" where a run has no
+    value (a reference cell has no search); the cells are in `cells_table`."""
     cols = [c for c in READABLE if c in frame.columns and frame[c].notna().any()]
     out = frame[cols].rename(columns=READABLE)
-    return out.round({READABLE[c]: (0 if c in ("params", "search_seconds", "train_seconds") else 2) for c in cols})
+    whole = [READABLE[c] for c in cols if c in WHOLE_NUMBERS]
+    decimal = [READABLE[c] for c in cols if c not in (*WHOLE_NUMBERS, *KEYS)]
+    return (out.style.hide(axis="index").format("{:.0f}", subset=whole, na_rep="–")
+            .format("{:.2f}", subset=decimal, na_rep="–"))
+
+
+def summary_table(frame: pd.DataFrame):
+    """`headline_summary` as the report shows it: a Styler without the index column."""
+    return headline_summary(frame).style.hide(axis="index")
 
 
 def cells_table(frame: pd.DataFrame):
