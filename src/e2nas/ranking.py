@@ -20,6 +20,7 @@ import torch
 from scipy.stats import kendalltau, spearmanr
 
 from e2nas.checkpoint import write_json
+from e2nas.runtime import memory_format
 
 
 @dataclass
@@ -61,7 +62,7 @@ def score(supernet_path: str | os.PathLike, cells: list[str], data, cfg: Ranking
     net, meta = load_warmup(supernet_path, device)
     space = spaces.get(meta["space"])
     idx = torch.as_tensor(meta["split"]["arch"])[: cfg.images]
-    x, y = data.train_x[idx].to(device), data.train_y[idx].to(device)
+    x, y = data.train_x[idx].to(device).contiguous(memory_format=memory_format(device)), data.train_y[idx].to(device)
     return [evaluate_path(net, x, y, space.parse(cell)) for cell in cells]
 
 

@@ -169,7 +169,8 @@ def run_warmup(
 
 
 def load_warmup(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """The warmed-up supernet (on `device`, train mode) and the file's other fields (space, split, dataset, seed, ...).
+    """The warmed-up supernet (on `device` in its faster layout, train mode) and the file's other fields (space,
+    split, dataset, seed, ...).
 
     A missing, corrupt or mismatched file raises CheckpointError naming it.
     """
@@ -188,4 +189,4 @@ def load_warmup(path: str | os.PathLike, device: torch.device | str = "cpu") -> 
             f"warm-up file {path} does not hold a supernet of the size it declares ({type(exc).__name__}: "
             f"{str(exc)[:300]}); delete it and rerun the warm-up stage"
         ) from None
-    return net.to(device), {k: v for k, v in state.items() if k != "model"}
+    return net.to(device, memory_format=memory_format(device)), {k: v for k, v in state.items() if k != "model"}
