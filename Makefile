@@ -6,7 +6,7 @@ CORES ?= 8
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 # The NB201 accuracy table ships with the package (src/e2nas/tables/); E2NAS_NB201_TABLE overrides it.
 
-.PHONY: setup data run test test-fast lint mlflow-ui clean-venv
+.PHONY: setup data run test test-fast test-kill lint mlflow-ui clean-venv
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -31,6 +31,10 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
+
+# The whole kill matrix: 10 seeded SIGKILLs of the smoke pipeline (CI runs 3 of them, ~11 min for all).
+test-kill: setup
+	E2NAS_KILL_MATRIX=all $(PY) -m pytest tests/workflow/test_kill_matrix.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests

@@ -11,15 +11,17 @@ configfile: workflow.source_path("config/config.yaml")
 
 
 sys.path.insert(0, f"{workflow.basedir}/src")
-from e2nas.config_check import ConfigError, check  # noqa: E402 (torch-free)
+from e2nas.config_check import ConfigError, check, write_composed_schema  # noqa: E402 (torch-free)
 
 # First the short message naming the key, the value and the fix (no traceback: the config is
-# what is wrong, not the code); then Snakemake's own validation.
+# what is wrong, not the code); then Snakemake's own validation. Both on the schema with every
+# space's keys (each space package describes its own, e2nas.config_check.composed_schema).
+SCHEMA = f"{workflow.basedir}/workflow/schemas/config.schema.yaml"
 try:
-    check(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml", workflow.configfiles)
+    check(config, SCHEMA, workflow.configfiles)
+    validate(config, write_composed_schema(SCHEMA, ".snakemake/e2nas-config.schema.yaml"))
 except ConfigError as error:
     sys.exit(str(error))
-validate(config, workflow.source_path("workflow/schemas/config.schema.yaml"))
 
 
 include: "workflow/rules/common.smk"

@@ -56,7 +56,8 @@ from e2nas.search.e2nas import E2NAS
 from e2nas.spaces import nb201
 
 NB201 = nb201.SPACE
-from e2nas.warmup import SupernetConfig, WarmupConfig, build_supernet, sample_path
+from e2nas import spaces
+from e2nas.warmup import WarmupConfig, build_supernet, sample_path
 from e2nas.training import make_sgd, train_epoch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ siblings, also when imported
@@ -459,7 +460,7 @@ def main(argv=None) -> dict:
     stream_w = batch_stream(xw, yw, args.batch, device, args.seed, halves["pad"], library)
     stream_a = batch_stream(xa, ya, args.batch, device, args.seed + 1, halves["pad"], library)
 
-    net = build_supernet(SupernetConfig(args.channels, args.cells), 10, 1, args.seed, "nb201").to(device)
+    net = build_supernet(spaces.get("nb201").config("supernet", {"channels": args.channels, "cells_per_stage": args.cells}), 10, 1, args.seed, "nb201").to(device)
     torch.manual_seed(args.seed)  # the decoder's random weights
     vae, _, decoder = build_decoder(device)
     bench = Bench(

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from e2nas import layout
 from results_file import append_result
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,8 +46,8 @@ def main() -> None:
     if out.returncode != 0:
         sys.exit(f"pipeline failed after {wall:.0f} s:\n{out.stderr[-4000:]}")
 
-    results = workdir / "results" / run
-    frame = pd.read_csv(results / "report" / "summary.csv")
+    results = workdir / layout.RESULTS / run
+    frame = pd.read_csv(workdir / layout.path("report_summary", run=run))
     for column in ("nb201_cifar10", "ground_truth_percentile"):  # absent in the DARTS space
         frame[column] = frame.get(column, float("nan"))
     found = frame.groupby("method").agg(
@@ -59,11 +60,10 @@ def main() -> None:
         percentile_std=("ground_truth_percentile", "std"),
     )
     durations = {}
-    for nb in results.rglob("notebooks/**/*.ipynb"):
-        rule = nb.relative_to(results / "notebooks").parts[0]
-        durations.setdefault(rule, []).append(json.loads(nb.read_text())["metadata"]["papermill"]["duration"])
-    report_nb = json.loads((results / "report" / "report.ipynb").read_text())
-    durations["report"] = [report_nb["metadata"]["papermill"]["duration"]]
+    for kind in ("notebook_log", "report_notebook"):
+        for nb in layout.run_files(results, kind):
+            rule = layout.parse(nb).get("rule", "report")
+            durations.setdefault(rule, []).append(json.loads(Path(nb).read_text())["metadata"]["papermill"]["duration"])
 
     load = os.getloadavg()[0]
     lines = [
@@ -101,8 +101,8 @@ def main() -> None:
 def supernet_ranking(results: Path) -> list[str]:
     """Stage 6's Kendall τ of every supernet against the ground truth and the NB201 proxy, per seed."""
     rows = []
-    for path in sorted(results.glob("ranking/*/*/seed*.json")):
-        res = json.loads(path.read_text())
+    for file in layout.run_files(results, "ranking"):
+        path, res = Path(file), json.loads(Path(file).read_text())
         for name, entry in res["supernets"].items():
             tau = lambda ref, entry=entry: "–" if not entry.get(ref) else f"{entry[ref]['kendall_tau']:.2f}"  # noqa: E731
             rows.append(f"| {path.stem} | {name} | {len(res['cells'])} | {tau('ground_truth')} | {tau('nb201_cifar10')} |")
@@ -120,8 +120,10 @@ def supernet_ranking(results: Path) -> list[str]:
 def latent_diagnostics(results: Path) -> list[str]:
     """Each E2NAS search's last-epoch diagnostics beside its found cell (docs/method.md)."""
     rows = []
-    for path in sorted(results.glob("search/*/*/e2nas*/seed*/result.json")):
-        res = json.loads(path.read_text())
+    for path in layout.run_files(results, "search_result"):
+        if not layout.parse(path)["method"].startswith("e2nas"):
+            continue
+        res = json.loads(Path(path).read_text())
         last = res["trajectory"][-1]
         rows.append(
             f"| {res['method']} | {res['seed']} | {last['sampled_decoded_fraction']:.2f} | {last['decoder_confidence']:.3f} | "

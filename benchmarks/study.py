@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from e2nas import layout  # noqa: E402
 from pipeline import latent_diagnostics, supernet_ranking  # noqa: E402
 from results_file import append_result  # noqa: E402
 
@@ -35,19 +36,20 @@ BOOTSTRAP_DRAWS = 10_000
 
 
 def rankings(results: Path) -> dict[int, dict]:
-    return {int(p.stem.removeprefix("seed")): json.loads(p.read_text()) for p in results.glob("ranking/*/*/seed*.json")}
+    return {layout.parse(p)["seed"]: json.loads(Path(p).read_text()) for p in layout.run_files(results, "ranking")}
 
 
 def study_rows(results: Path) -> pd.DataFrame:
     """One row per method and seed (the random reference included; reference cells left out)."""
-    summary = pd.read_csv(results / "report" / "summary.csv")
+    summary = pd.read_csv(layout.path("report_summary", run=results.name, root=str(results.parent)))
     summary = summary[summary["method"].isin(ORDER)]
     ranked = rankings(results)
     rows = []
     for _, r in summary.iterrows():
         seed = int(r["seed"])
         entry = ranked.get(seed, {}).get("supernets", {}).get(r["method"], {})  # random: no supernet
-        search = results / "search" / r["dataset"] / r["space"] / r["method"] / f"seed{seed}" / "result.json"
+        search = Path(layout.path("search_result", run=results.name, root=str(results.parent), dataset=r["dataset"],
+                                  space=r["space"], method=r["method"], seed=seed))
         found = json.loads(search.read_text()) if search.is_file() else {}
         rows.append({
             "method": r["method"], "seed": seed, "arch": r["arch"],

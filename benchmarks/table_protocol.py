@@ -32,7 +32,7 @@ from results_file import append_result
 from scipy.stats import kendalltau
 
 from e2nas.data import DataConfig, load_dataset, split_for
-from e2nas.retrain import RetrainConfig, run_retrain
+from e2nas.retrain import run_retrain
 from e2nas.spaces import nb201
 from e2nas.tables.nb201 import Nb201Table
 
@@ -42,7 +42,7 @@ BASE = {"channels": 8, "cells_per_stage": 1, "batch_size": 64, "test_subset": No
 
 
 def parse_protocol(text: str) -> tuple[str, dict]:
-    """'name:key=value,key=value' → (name, RetrainConfig overrides); values parsed as YAML scalars."""
+    """'name:key=value,key=value' → (name, retrain overrides); values parsed as YAML scalars."""
     import yaml
 
     name, _, body = text.partition(":")
@@ -50,7 +50,7 @@ def parse_protocol(text: str) -> tuple[str, dict]:
     for item in filter(None, body.split(",")):
         key, _, value = item.partition("=")
         settings[key.strip()] = yaml.safe_load(value)
-    RetrainConfig(**{**BASE, **settings})  # a bad key or value fails before any training
+    nb201.SPACE.config("retrain", {**BASE, **settings})  # a bad key or value fails before any training
     return name, settings
 
 
@@ -67,7 +67,7 @@ def done_runs(log: Path) -> dict[tuple, dict]:
 
 
 def train(data, split, arch: str, settings: dict, seed: int) -> tuple[float, float]:
-    cfg = RetrainConfig(**{**BASE, **settings})
+    cfg = nb201.SPACE.config("retrain", {**BASE, **settings})
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         metrics, _ = run_retrain(data, split, arch, cfg, seed, f"{tmp}/m.json", f"{tmp}/c.pt", progress=False)
@@ -113,7 +113,7 @@ def summarize(name: str, rows: list[dict], table: Nb201Table | None = None) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--protocol", action="append", required=True, help="name:key=value,... (RetrainConfig keys)")
+    parser.add_argument("--protocol", action="append", required=True, help="name:key=value,... (retrain section keys)")
     parser.add_argument("--cells", type=int, default=24)
     parser.add_argument("--cell-seed", type=int, default=1)
     parser.add_argument("--log", type=Path, default=DEFAULT_LOG)

@@ -4,8 +4,10 @@ import pytest
 import torch
 from torch_geometric.nn import GINConv, WLConv, global_add_pool
 
+from e2nas import spaces
 from e2nas.graphs import GraphsConfig, GraphSet, build_graph_set, summary, write_stage
 from e2nas.spaces import darts, nb201
+from e2nas.spaces.darts.config import DartsGraphsConfig
 
 
 def test_wl_colour_refinement_tells_all_cells_apart():
@@ -79,15 +81,15 @@ def test_distinct_inputs_false_draws_nodes_that_read_one_input_twice_and_the_gra
         return int((inputs[:, 0::2] == inputs[:, 1::2]).sum())
 
     distinct = write_stage("darts", tmp_path / "d.pt", tmp_path / "d.json", GraphsConfig(num_archs=400, seed=1))
-    repeats = write_stage("darts", tmp_path / "r.pt", tmp_path / "r.json",
-                          GraphsConfig(num_archs=400, seed=1, distinct_inputs=False))
+    repeats = write_stage(darts.SPACE.configured(distinct_inputs=False), tmp_path / "r.pt", tmp_path / "r.json",
+                          DartsGraphsConfig(num_archs=400, seed=1, distinct_inputs=False))
     d, r = GraphSet.load(tmp_path / "d.pt"), GraphSet.load(tmp_path / "r.pt")
     assert repeated_nodes(d.archs) == 0 and repeated_nodes(r.archs) > 100
     assert distinct["distinct_inputs"] is True and repeats["distinct_inputs"] is False
     # The space the cells came from, options included, is what E2NAS decodes under.
     assert d.configured_space.distinct_inputs and not r.configured_space.distinct_inputs
     assert GraphSet(r.space, r.archs, r.x, r.edge_index).options == {}  # files written before the option: DARTS's default
-    nb = write_stage("nb201", tmp_path / "n.pt", tmp_path / "n.json", GraphsConfig(distinct_inputs=False))
+    nb = write_stage(spaces.from_config("nb201", {"graphs": {"distinct_inputs": False}}), tmp_path / "n.pt", tmp_path / "n.json")
     assert GraphSet.load(tmp_path / "n.pt").options == {} and "distinct_inputs" not in nb
 
 

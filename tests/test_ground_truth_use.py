@@ -11,7 +11,8 @@ import torch
 from scipy.stats import kendalltau
 
 from e2nas import ranking, report, spaces
-from e2nas.retrain import GROUND_TRUTH, RetrainConfig, stage_settings
+from e2nas.retrain import GROUND_TRUTH, stage_settings
+from e2nas.spaces import nb201
 from e2nas.tables import fashion_mnist as gt
 
 NB201 = spaces.get("nb201")
@@ -31,16 +32,16 @@ def small_table(n=12, seed=0) -> gt.GroundTruthTable:
 def test_the_ground_truth_protocol_replaces_every_retrain_setting_and_the_split():
     table = gt.GroundTruthTable.load()
     inherited = {"protocol": GROUND_TRUTH, "epochs": 50, "channels": 64, "test_subset": 100}  # e.g. from config.yaml
-    cfg, data_cfg = stage_settings(inherited, {"split_seed": 7, "subset_per_half": 100}, "fashion-mnist")
-    assert cfg == RetrainConfig(**table.protocol.retrain, protocol=GROUND_TRUTH)
+    cfg, data_cfg = stage_settings(inherited, {"split_seed": 7, "subset_per_half": 100}, "fashion-mnist", "nb201")
+    assert cfg == nb201.SPACE.config("retrain", {**table.protocol.retrain, "protocol": GROUND_TRUTH})
     assert (data_cfg.split_seed, data_cfg.subset_per_half) == (table.protocol.split_seed, None)
-    own, _ = stage_settings({"epochs": 2}, {"split_seed": 7}, "fashion-mnist")
+    own, _ = stage_settings({"epochs": 2}, {"split_seed": 7}, "fashion-mnist", "nb201")
     assert own.epochs == 2 and own.protocol is None
 
 
 def test_the_ground_truth_protocol_on_another_dataset_is_refused_naming_it():
     with pytest.raises(ValueError, match="'cifar10'.*remove retrain.protocol"):
-        stage_settings({"protocol": GROUND_TRUTH}, {}, "cifar10")
+        stage_settings({"protocol": GROUND_TRUTH}, {}, "cifar10", "nb201")
 
 
 # ---------------------------------------------------------------- the report's percentile

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import FancyArrowPatch  # noqa: E402
 
-from e2nas import report, spaces  # noqa: E402
+from e2nas import layout, report, spaces  # noqa: E402
 from e2nas.spaces import darts, nb201  # noqa: E402
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -211,7 +211,8 @@ def test_the_report_tables_fit_a_page(run):
 
 def test_the_ranking_table_has_worded_headers_two_decimals_and_no_index(tmp_path):
     entry = {"ground_truth": {"kendall_tau": 0.2154, "spearman_rho": 0.31}, "nb201_cifar10": None}
-    path = tmp_path / "seed3.json"
+    path = tmp_path / layout.path("ranking", run="r", dataset="fashion-mnist", space="nb201", seed=3)
+    path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"supernets": {"warm-up": entry}}))
     html = report.ranking_table([str(path)]).to_html()
     assert "τ vs ground truth" in html and "kendall_tau" not in html

@@ -11,6 +11,7 @@ from e2nas.checkpoint import DivergedError, safe_load
 from e2nas.data import ImageData, make_split
 from e2nas.layers import count_flops, count_params
 from e2nas.retrain import RetrainConfig, build_network, run_retrain
+from e2nas.spaces import nb201
 from e2nas.spaces.nb201 import FixedNet
 
 torch.set_num_threads(1)
@@ -42,7 +43,7 @@ def split(data):
 
 
 def small_cfg(**kw) -> RetrainConfig:
-    return RetrainConfig(**{"epochs": 3, "batch_size": 25, "lr": 0.05, "channels": 4, "cells_per_stage": 1, **kw})
+    return nb201.SPACE.config("retrain", {"epochs": 3, "batch_size": 25, "lr": 0.05, "channels": 4, "cells_per_stage": 1, **kw})
 
 
 def retrain(data, split, tmp_path, cfg, name="run", arch=ARCH, **kw):
@@ -109,7 +110,7 @@ def test_subsets_and_seeded_init(data, split, tmp_path):
 def test_nan_loss_stops_naming_the_epoch(split, tmp_path):
     bad = synthetic_data()
     bad.train_x[:] = float("nan")
-    with pytest.raises(DivergedError, match="epoch 0"):
+    with pytest.raises(DivergedError, match="epoch 1 "):
         retrain(bad, split, tmp_path, small_cfg(epochs=1))
     assert not (tmp_path / "run" / "metrics.json").exists()
 

@@ -11,7 +11,7 @@ import torch
 from e2nas.checkpoint import CheckpointError, safe_load
 from e2nas.data import ImageData, make_split
 from e2nas.layers import count_flops
-from e2nas.retrain import RetrainConfig, build_network, found_arch, run_retrain
+from e2nas.retrain import build_network, found_arch, run_retrain
 from e2nas.spaces import darts
 from e2nas.spaces.darts.network import count_params_darts
 
@@ -44,8 +44,8 @@ def split(data):
     return make_split(len(data.train_y), seed=0, subset_per_half=32)
 
 
-def small_cfg(**kw) -> RetrainConfig:
-    return RetrainConfig(**{"epochs": 2, "batch_size": 16, "lr": 0.05, "channels": 4, "layers": 3, **kw})
+def small_cfg(**kw):
+    return darts.SPACE.config("retrain", {"epochs": 2, "batch_size": 16, "lr": 0.05, "channels": 4, "layers": 3, **kw})
 
 
 def retrain(data, split, tmp_path, cfg, name="run", arch=V2, **kw):
@@ -175,7 +175,7 @@ def test_found_arch_draws_a_valid_seeded_genotype(tmp_path):
 )
 def test_invalid_config_values_name_the_key(field, value):
     with pytest.raises(ValueError, match=f"retrain.{field}"):
-        RetrainConfig(**{field: value})
+        darts.SPACE.config("retrain", {field: value})
 
 
 def test_unknown_space_is_refused(data, split, tmp_path):

@@ -1,4 +1,4 @@
-"""Atomic, resumable checkpoints shared by the training stages (warm-up, search, retrain).
+"""Atomic, resumable checkpoints and the life of a long stage (warm-up, search, retrain: `EpochStage`).
 
 A stage keeps its checkpoint outside its declared outputs, so Snakemake never deletes it
 after a kill; it writes to a temporary file and renames it, so a kill never leaves a torn
@@ -8,13 +8,17 @@ file. Everything is loaded with `weights_only=True`.
 from __future__ import annotations
 
 import glob
+import logging
 import math
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -101,11 +105,12 @@ def set_rng_state(state: dict, generators: dict[str, torch.Generator]) -> None:
 
 
 def check_finite(value: float, epoch: int, checkpoint: str | os.PathLike | None) -> None:
-    """Stop a diverging run with an error naming the epoch and the checkpoint that is kept."""
+    """Stop a diverging run with an error naming the epoch (counted from 1, as the progress lines do) and
+    the checkpoint that is kept."""
     if not math.isfinite(value):
         kept = f"the last good checkpoint {checkpoint} is kept" if checkpoint else "nothing was saved"
         raise DivergedError(
-            f"training diverged in epoch {epoch} (loss {value}); {kept}. Lower the learning rate in the config and rerun"
+            f"training diverged in epoch {epoch + 1} (loss {value}); {kept}. Lower the learning rate in the config and rerun"
         )
 
 
@@ -143,3 +148,52 @@ class EpochCheckpoint:
 
     def save(self, epoch: int, **state: Any) -> None:
         atomic_save({"epoch": epoch, "config": self.config, **state}, self.path)
+
+
+class EpochStage:
+    """The life of one long stage (warm-up, search, retrain): resume, run the epochs left, write, drop the checkpoint.
+
+    `identity`: the settings a checkpoint must match to be resumed; `inputs` ({name: file}): the files
+    the stage read, whose content digests must match too (EpochCheckpoint). After every epoch the
+    caller's state, the per-epoch `log` (any picklable record: a list or columns) and the elapsed
+    training seconds are checkpointed atomically; `finish` writes the outputs by atomic renames.
+    keep_checkpoint: leave the finished checkpoint for the caller to delete once all that follows
+    has succeeded (the pipeline does, after the stage's notebook: workflow/scripts/finish_stage_run.py):
+    a failure after training then reruns nothing, the next call resumes at the end.
+    """
+
+    def __init__(self, checkpoint_path: str | os.PathLike, identity: dict, inputs: dict | None = None, *,
+                 keep_checkpoint: bool = False, log=None, name: str = "training"):
+        self.checkpoint = EpochCheckpoint(checkpoint_path, identity, inputs)
+        self.keep_checkpoint, self.name = keep_checkpoint, name
+        self.log, self.elapsed, self.start = log if log is not None else [], 0.0, 0
+
+    @property
+    def path(self) -> Path:
+        return self.checkpoint.path
+
+    def resume(self, restore: Callable[[dict], None]) -> int:
+        """Load the checkpoint, if any: `restore(state)` sets the caller's state; returns the first epoch to run."""
+        state = self.checkpoint.load()
+        if state is not None:
+            restore(state)
+            self.log, self.elapsed, self.start = state["log"], float(state["elapsed"]), int(state["epoch"]) + 1
+            log.info("resuming %s from epoch %d (%s)", self.name, self.start + 1, self.path)
+        return self.start
+
+    def kept(self) -> Path | None:
+        """The last good checkpoint, if there is one (a diverged epoch names it)."""
+        return self.path if self.path.exists() else None
+
+    def end_epoch(self, epoch: int, seconds: float, **state: Any) -> None:
+        """Checkpoint the state after `epoch` (its log record already appended), with the elapsed time."""
+        self.elapsed += seconds
+        self.checkpoint.save(epoch, log=self.log, elapsed=self.elapsed, **state)
+
+    def finish(self, outputs: dict[str | os.PathLike, Any]) -> None:
+        """Write each output ({path: object}: JSON for .json, torch.save otherwise) atomically, then drop the
+        checkpoint unless it is kept for the caller."""
+        for path, obj in outputs.items():
+            (write_json if str(path).endswith(".json") else atomic_save)(obj, path)
+        if not self.keep_checkpoint:
+            self.path.unlink(missing_ok=True)

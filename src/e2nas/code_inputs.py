@@ -5,8 +5,8 @@ import; the rules declare these files as inputs, so editing one reruns exactly t
 import it. Computed with `ast` over `src/e2nas` (every import statement, also inside
 functions): a module imports its parent packages too, and `from package import name` imports
 `package.name` when that is a module. Spaces are imported by name at run time
-(`e2nas.spaces.get`), so a stage of space S adds the closure of the package's core
-(`e2nas.spaces.S`), and of each part of it (`e2nas.spaces.S.graphs`, `.supernet`, ...) that a
+(`e2nas.spaces.get`), so a stage of a space adds the closure of the package's core
+(`spaces/<space>/__init__.py`), and of each part of it (its `graphs`, `supernet`, ... modules) that a
 module of the stage declares in a module-level `SPACE_PARTS` tuple: an edit of one space's
 package reruns that space's jobs only, and of its network only the stages that build it.
 

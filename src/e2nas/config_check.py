@@ -9,11 +9,16 @@ This module imports nothing of the library's numerics (the Snakefile loads it be
 
 from __future__ import annotations
 
+import copy
 import difflib
+import os
 import re
 from pathlib import Path
 
 import yaml
+
+SPACES_DIR = Path(__file__).resolve().parent / "spaces"
+SPACE_SCHEMA = "config.schema.yaml"  # a space package's keys in the shared sections
 
 # Names under results/ that are not runs: a run of that name would write into them.
 RESERVED_RUN_NAMES = ("mlflow.db", "mlflow.db.lock", "mlartifacts", "data-cache", "checkpoints")
@@ -32,6 +37,52 @@ ORDERED_PAIRS = (
 
 class ConfigError(ValueError):
     """A config that cannot run; the message is meant to be read as it is, without a traceback."""
+
+
+def space_names(spaces_dir: Path = SPACES_DIR) -> list[str]:
+    """The space packages (folders of e2nas.spaces with an __init__.py), as e2nas.spaces.NAMES finds them."""
+    return sorted(p.parent.name for p in spaces_dir.glob("*/__init__.py"))
+
+
+def composed_schema(schema_path: str | Path, spaces_dir: Path = SPACES_DIR) -> dict:
+    """The config schema: workflow/schemas/config.schema.yaml, `space` an enum of the space packages, and
+    each space's keys (its package's config.schema.yaml) added to the sections they extend. Every space's
+    keys are allowed whatever the profile's space: a profile is merged over config/config.yaml, whose
+    sections may hold another space's keys."""
+    schema = copy.deepcopy(yaml.safe_load(Path(schema_path).read_text()))
+    names = space_names(spaces_dir)
+    schema["properties"]["space"]["enum"] = names
+    for name in names:
+        fragment = spaces_dir / name / SPACE_SCHEMA
+        for section, keys in (yaml.safe_load(fragment.read_text()) if fragment.is_file() else {}).items():
+            props = schema["properties"][section].setdefault("properties", {})
+            for key, rule in keys.items():
+                if key in props and props[key] != rule:
+                    raise ConfigError(f"{fragment}: key {section}.{key} is described differently by another space or "
+                                      f"the shared schema; give it another name or the same description")
+                props[key] = rule
+    return schema
+
+
+def space_keys(section: str, spaces_dir: Path = SPACES_DIR) -> set[str]:
+    """The keys the space packages add to config section `section` (every space's)."""
+    keys = set()
+    for name in space_names(spaces_dir):
+        fragment = spaces_dir / name / SPACE_SCHEMA
+        keys |= set((yaml.safe_load(fragment.read_text()) if fragment.is_file() else {}).get(section) or {})
+    return keys
+
+
+def write_composed_schema(schema_path: str | Path, out: str | Path) -> str:
+    """`composed_schema` as a YAML file (Snakemake's validate reads a file), rewritten only when it changed."""
+    out = Path(out)
+    text = yaml.safe_dump(composed_schema(schema_path), sort_keys=False, allow_unicode=True)
+    if not out.is_file() or out.read_text() != text:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        part = out.with_name(f".{out.name}.{os.getpid()}")
+        part.write_text(text)
+        part.replace(out)
+    return str(out.resolve())
 
 
 def _key(path) -> str:
@@ -84,7 +135,7 @@ def problems(config: dict, schema_path: str | Path, configfiles=()) -> list[str]
     import jsonschema
 
     found = _config_files(configfiles)
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = composed_schema(schema_path)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     found += [_schema_message(e, config) for e in errors[:5]]

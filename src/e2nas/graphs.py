@@ -29,6 +29,8 @@ from torch_geometric.data import Batch, Data
 
 from e2nas import spaces
 from e2nas.checkpoint import CheckpointError, atomic_save, safe_load, write_json
+from e2nas.sections import GraphsConfig
+from e2nas.spaces import Space
 
 # The parts of a space this module asks for (e2nas.code_inputs: a stage's code holds them).
 # Space.graphs builds the cells' graphs.
@@ -92,13 +94,13 @@ class GraphSet:
         return cls(obj["space"], obj["archs"], obj["x"], obj["edge_index"], dict(obj.get("options") or {}))
 
 
-def build_graph_set(space: str, archs: torch.Tensor | None = None, options: dict | None = None) -> GraphSet:
+def build_graph_set(space: Space | str, archs: torch.Tensor | None = None) -> GraphSet:
     """Graphs of `archs` (default: every cell of an enumerable space), in the space's canonical encoding;
-    `options`: the space's options they were drawn under (recorded)."""
-    sp = spaces.get(space).configured(**(options or {}))
+    the space's options (`Space.configured`) they were drawn under are recorded."""
+    sp = spaces.resolve(space)
     archs = sp.all_cells() if archs is None else sp.canonicalize(archs)  # the targets the graphs encode
     x, edge_index = sp.graphs(archs)
-    return GraphSet(space, archs, x, edge_index, sp.options)
+    return GraphSet(sp.name, archs, x, edge_index, sp.options)
 
 
 def op_counts(graphs: GraphSet) -> dict[str, int]:
@@ -134,38 +136,25 @@ def plot_op_counts(info: dict):
     return fig
 
 
-@dataclass
-class GraphsConfig:
-    """Config section `graphs`: the DARTS genotypes stage 1 samples (NB201 enumerates every cell and ignores it)."""
-
-    num_archs: int = 20000  # genotypes drawn uniformly (benchmarks/vgae.py: 20,000 reach exact held-out reconstruction)
-    seed: int = 0  # seeds the draw: the same seed gives the same graph set
-    distinct_inputs: bool = True  # DARTS nodes read two distinct inputs (as DARTS samples); False: one input may repeat
-
-    def __post_init__(self):
-        if self.num_archs < 1:
-            raise ValueError(f"graphs.num_archs must be >= 1, got {self.num_archs}")
-        if self.seed < 0:
-            raise ValueError(f"graphs.seed must be >= 0, got {self.seed}")
-
-
-def stage_archs(space: str, cfg: GraphsConfig | None = None) -> torch.Tensor | None:
-    """The cells stage 1 encodes: None (every cell) for an enumerable space, else `cfg.num_archs` seeded draws."""
-    cfg = cfg or GraphsConfig()
-    sp = spaces.get(space).configured(distinct_inputs=cfg.distinct_inputs)
-    if sp.enumerable:
+def stage_archs(space: Space, cfg: GraphsConfig | None = None) -> torch.Tensor | None:
+    """The cells stage 1 encodes: None (every cell) for an enumerable space, else `cfg.num_archs` seeded draws
+    of the configured `space`."""
+    if space.enumerable:
         return None
-    return sp.sample_tensor(cfg.num_archs, torch.Generator().manual_seed(cfg.seed))
+    cfg = cfg or space.config("graphs")
+    return space.sample_tensor(cfg.num_archs, torch.Generator().manual_seed(cfg.seed))
 
 
-def write_stage(space: str, out_pt: str | os.PathLike, out_json: str | os.PathLike, cfg: GraphsConfig | None = None) -> dict:
-    """Stage 1: build the graphs of the space (all NB201 cells; `cfg`'s DARTS sample), write the .pt and the JSON summary."""
-    cfg = cfg or GraphsConfig()
+def write_stage(space: Space | str, out_pt: str | os.PathLike, out_json: str | os.PathLike, cfg: GraphsConfig | None = None) -> dict:
+    """Stage 1: build the graphs of the configured space (all NB201 cells; `cfg`'s sample of DARTS, under the
+    space's options), write the .pt and the JSON summary."""
+    space = spaces.resolve(space)
     sampled = stage_archs(space, cfg)
-    graphs = build_graph_set(space, sampled, {"distinct_inputs": cfg.distinct_inputs})
+    graphs = build_graph_set(space, sampled)
     graphs.save(out_pt)
     info = summary(graphs)
     if sampled is not None:  # how the sample was drawn, and how much of it is a non-degenerate cell
-        info.update(sample_seed=cfg.seed, **graphs.options, num_valid=int(spaces.get(space).valid_mask(graphs.archs).sum()))
+        cfg = cfg or space.config("graphs")
+        info.update(sample_seed=cfg.seed, **graphs.options, num_valid=int(space.valid_mask(graphs.archs).sum()))
     write_json(info, out_json)
     return info

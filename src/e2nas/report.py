@@ -1,8 +1,8 @@
-"""Stage 6: methods and seeds side by side, from the files stages 4 and 5 wrote.
+"""Stage 7, the report: methods and seeds side by side, from the files stages 4, 5 and 6 wrote.
 
-Reads `search/{dataset}/{space}/{method}/seed{seed}/result.json` and
-`retrain/{dataset}/{space}/{method}/seed{seed}/metrics.json` under `results/{run}/`, pairs them
-by (dataset, space, method, seed), and summarises over seeds. Plots are matplotlib Figures built
+Reads stage 4's result.json and stage 5's metrics.json of a run (where `e2nas.layout` puts them;
+the wildcards come back out of their paths), pairs them by (dataset, space, method, seed), and
+summarises over seeds. Plots are matplotlib Figures built
 without pyplot (no global figure state; notebooks `display()` them, MLflow logs them).
 
 On Fashion-MNIST the NB201 columns are a *transfer proxy*: the found cell's CIFAR-10 accuracy
@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from glob import glob
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy.stats import kendalltau
 
-from e2nas import spaces
+from e2nas import layout, spaces
 from e2nas.names import METHODS, RANDOM_METHOD, is_reference
 
 # The parts of a space this module asks for (e2nas.code_inputs: a stage's code holds them).
@@ -54,16 +53,12 @@ COLUMNS = (
 # ---------------------------------------------------------------- reading the stage files
 
 
-def _path_keys(path: str | os.PathLike, stage: str, filename: str) -> dict:
-    """(dataset, space, method, seed) from `.../{stage}/{dataset}/{space}/{method}/seed{seed}/{filename}`."""
-    parts = Path(path).parts
-    if len(parts) < 6 or parts[-6] != stage or parts[-1] != filename or not parts[-2].startswith("seed"):
-        raise ValueError(f"{path} is not at {stage}/{{dataset}}/{{space}}/{{method}}/seed{{seed}}/{filename}")
-    try:
-        seed = int(parts[-2][len("seed"):])
-    except ValueError:
-        raise ValueError(f"{path}: folder {parts[-2]!r} is not seed<integer>") from None
-    return {"dataset": parts[-5], "space": parts[-4], "method": parts[-3], "seed": seed}
+def _path_keys(path: str | os.PathLike, kind: str) -> dict:
+    """(dataset, space, method, seed) of a stage-4 or stage-5 file, read from its path (e2nas.layout)."""
+    found = layout.parse(path)
+    if found["kind"] != kind:
+        raise ValueError(f"{path} is not a {kind} file of the results layout ({layout.TEMPLATES[kind]})")
+    return {k: found[k] for k in KEYS}
 
 
 def _read_json(path: str | os.PathLike) -> dict:
@@ -80,7 +75,7 @@ def _arch_text(arch, space: str) -> str:
 
 
 def _search_row(path: str, table) -> dict:
-    keys = _path_keys(path, "search", "result.json")
+    keys = _path_keys(path, "search_result")
     res = _read_json(path)
     for k in ("method", "seed"):
         if k in res and res[k] != keys[k]:
@@ -98,7 +93,7 @@ def _search_row(path: str, table) -> dict:
 
 
 def _retrain_row(path: str) -> dict:
-    keys = _path_keys(path, "retrain", "metrics.json")
+    keys = _path_keys(path, "retrain_metrics")
     res = _read_json(path)
     row = {**keys, "retrain_arch": _arch_text(res["arch"], keys["space"])}
     row.update({k: float(res.get(k, math.nan)) for k in ("test_accuracy", "params", "flops", "train_seconds")})
@@ -160,10 +155,7 @@ def write_summary(frame: pd.DataFrame, path: str | os.PathLike) -> None:
 
 def find_run_files(run_dir: str | os.PathLike) -> tuple[list[str], list[str]]:
     """Every stage-4 result.json and stage-5 metrics.json under `results/{run}`, sorted."""
-    run_dir = Path(run_dir)
-    search = sorted(glob(str(run_dir / "search" / "*" / "*" / "*" / "seed*" / "result.json")))
-    retrain = sorted(glob(str(run_dir / "retrain" / "*" / "*" / "*" / "seed*" / "metrics.json")))
-    return search, retrain
+    return layout.run_files(run_dir, "search_result"), layout.run_files(run_dir, "retrain_metrics")
 
 
 def collect_trajectories(search_files: list[str], dataset: str | None = None) -> dict[tuple[str, int], list[dict]]:
@@ -171,7 +163,7 @@ def collect_trajectories(search_files: list[str], dataset: str | None = None) ->
     out: dict[tuple[str, int], list[dict]] = {}
     datasets = set()
     for path in search_files:
-        keys = _path_keys(path, "search", "result.json")
+        keys = _path_keys(path, "search_result")
         if dataset is not None and keys["dataset"] != dataset:
             continue
         datasets.add(keys["dataset"])
@@ -382,7 +374,7 @@ def ranking_frame(ranking_files: list[str]) -> pd.DataFrame:
     ground truth and against the NB201 transfer proxy (NaN where there is none)."""
     rows = []
     for path in ranking_files:
-        seed = int(Path(path).stem[len("seed"):])
+        seed = layout.parse(path)["seed"]
         for name, entry in _read_json(path)["supernets"].items():
             row = {"seed": seed, "supernet": name}
             for ref in ("ground_truth", "nb201_cifar10"):

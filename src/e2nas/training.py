@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from e2nas.checkpoint import EpochCheckpoint, check_finite, rng_state, set_rng_state
+from e2nas.checkpoint import EpochStage, check_finite, rng_state, set_rng_state
 from e2nas.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
@@ -171,18 +171,17 @@ def fit_epochs(
     optimizer: torch.optim.Optimizer,
     scheduler,
     generators: dict[str, torch.Generator],
-    checkpoint: EpochCheckpoint,
+    stage: EpochStage,
     epochs: int,
     grad_clip: float | None,
     forward: Callable[[Tensor], Tensor] | None = None,
     progress: bool = True,
-    name: str = "training",
     on_epoch: Callable[[dict], None] | None = None,
     loss_fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
     before_epoch: Callable[[int], dict | None] | None = None,
     per_step: bool = False,
 ) -> tuple[dict[str, list], float]:
-    """`epochs` of `train_epoch`, checkpointed after each one and resumed from `checkpoint`.
+    """`epochs` of `train_epoch`, checkpointed after each one by `stage` and resumed from its checkpoint.
 
     Returns (history, training seconds). A non-finite loss stops with DivergedError and keeps
     the previous epoch's checkpoint. loss_fn goes to train_epoch. before_epoch(epoch) runs
@@ -190,38 +189,33 @@ def fit_epochs(
     from the epoch alone; the dict it may return is recorded as extra history columns.
     per_step: `scheduler` is stepped after every optimiser step (`step_schedule`), not per epoch.
     """
-    history, elapsed, start = new_history(), 0.0, 0
-    state = checkpoint.load()
-    if state is not None:
+    def restore(state: dict) -> None:
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"], generators)
-        history, elapsed, start = state["history"], float(state["elapsed"]), int(state["epoch"]) + 1
-        log.info("resuming %s from epoch %d (%s)", name, start, checkpoint.path)
 
-    for epoch in range(start, epochs):
+    if not stage.log:
+        stage.log = new_history()
+    for epoch in range(stage.resume(restore), epochs):
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         extra = (before_epoch(epoch) if before_epoch is not None else None) or {}
         stats = train_epoch(
             net, batches, optimizer, grad_clip, forward=forward, progress=progress,
-            desc=f"{name} epoch {epoch + 1}/{epochs}", loss_fn=loss_fn, step_scheduler=scheduler if per_step else None,
+            desc=f"{stage.name} epoch {epoch + 1}/{epochs}", loss_fn=loss_fn, step_scheduler=scheduler if per_step else None,
         )
         if not per_step:
             scheduler.step()
-        check_finite(stats["loss"], epoch, checkpoint.path if checkpoint.path.exists() else None)
+        check_finite(stats["loss"], epoch, stage.kept())
         seconds = time.perf_counter() - t0
-        elapsed += seconds
         record = {"epoch": epoch, **stats, "lr": lr, "seconds": seconds, **extra}
         for key in extra:
-            history.setdefault(key, [])
-        append_record(history, record)
-        log.info("%s epoch %d: loss %.4f, accuracy %.2f%%", name, epoch, stats["loss"], stats["accuracy"])
-        checkpoint.save(
-            epoch, model=net.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-            rng=rng_state(generators), history=history, elapsed=elapsed,
-        )
+            stage.log.setdefault(key, [])
+        append_record(stage.log, record)
+        log.info("%s epoch %d/%d: loss %.4f, accuracy %.2f%%", stage.name, epoch + 1, epochs, stats["loss"], stats["accuracy"])
+        stage.end_epoch(epoch, seconds, model=net.state_dict(), optimizer=optimizer.state_dict(),
+                        scheduler=scheduler.state_dict(), rng=rng_state(generators))
         if on_epoch is not None:
             on_epoch(record)
-    return history, elapsed
+    return stage.log, stage.elapsed

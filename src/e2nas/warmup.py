@@ -16,19 +16,15 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from e2nas import spaces
-from e2nas.checkpoint import (
-    CheckpointError,
-    EpochCheckpoint,
-    atomic_save,
-    safe_load,
-)
+from e2nas.checkpoint import CheckpointError, EpochStage, safe_load
 from e2nas.runtime import memory_format
+from e2nas.sections import SupernetConfig
+from e2nas.spaces import Space
 from e2nas.training import (
     evaluate,
     fit_epochs,
@@ -43,19 +39,6 @@ log = logging.getLogger(__name__)
 # The parts of a space this module asks for (e2nas.code_inputs: a stage's code holds them).
 # Space.build_supernet: the weight-sharing network.
 SPACE_PARTS = ('supernet',)
-
-
-@dataclass
-class SupernetConfig:
-    """Config section `supernet`: the size of the weight-sharing network."""
-
-    channels: int = 8  # C, channels of the first stage (paper: 16, both spaces)
-    cells_per_stage: int = 1  # N, NB201 search cells per stage (paper: 5)
-    layers: int = 8  # DARTS search cells, reductions at 1/3 and 2/3 (DARTS: 8)
-
-    def __post_init__(self):
-        if self.channels < 1 or self.cells_per_stage < 1 or self.layers < 1:
-            raise ValueError(f"supernet: channels, cells_per_stage and layers must be >= 1, got {self}")
 
 
 @dataclass
@@ -81,16 +64,16 @@ class WarmupConfig:
 GENERATORS = ("init", "data", "path")
 
 
-def build_supernet(net_cfg: SupernetConfig, num_classes: int, in_channels: int, seed: int, space: str) -> nn.Module:
+def build_supernet(net_cfg: SupernetConfig, num_classes: int, in_channels: int, seed: int, space: Space | str) -> nn.Module:
     """The supernet of `space` with the initial weights of `seed` (the same ones run_warmup starts from), on the CPU."""
-    sp = spaces.get(space)  # an unknown space fails here, naming the config key
+    sp = spaces.resolve(space)  # an unknown space fails here, naming the config key
     gens = stage_generators(seed, GENERATORS)
     return seeded_init(lambda: sp.build_supernet(net_cfg, num_classes, in_channels), gens["init"])
 
 
-def sample_path(generator: torch.Generator, space: str) -> tuple[int, ...]:
+def sample_path(generator: torch.Generator, space: Space | str) -> tuple[int, ...]:
     """A cell of `space` drawn uniformly, as python ints (drawn on the CPU: no device sync)."""
-    return spaces.get(space).sample(1, generator)[0]
+    return spaces.resolve(space).sample(1, generator)[0]
 
 
 def evaluate_path(net: nn.Module, x: Tensor, y: Tensor, arch: Sequence[int], batch_size: int = 256) -> float:
@@ -116,21 +99,20 @@ def run_warmup(
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
     *,
-    space: str,
+    space: Space | str,
     keep_checkpoint: bool = False,
 ) -> dict[str, list]:
-    """Warm up a supernet of `space` on `data`'s weights half; write `out_path` (warmup.pt) and return the history.
+    """Warm up a supernet of `space` (`net_cfg`: its `supernet` section, `space.config("supernet", ...)`) on
+    `data`'s weights half; write `out_path` (warmup.pt) and return the history.
 
     history: per-epoch columns {"epoch", "loss", "accuracy" (%, of the sampled paths on their
     training batches), "lr", "seconds"}. on_epoch(record) runs after each epoch's checkpoint.
     A rerun after a kill resumes after the last finished epoch; a non-finite loss raises
-    DivergedError naming the epoch and keeps the last good checkpoint.
-    keep_checkpoint: leave the finished checkpoint for the caller to delete once all that follows
-    has succeeded (the pipeline does, after the stage's notebook): a failure after training then
-    reruns nothing, the next call resumes at the end.
+    DivergedError naming the epoch and keeps the last good checkpoint. keep_checkpoint: see EpochStage.
     """
     from e2nas.data import BatchIterator
 
+    space = spaces.resolve(space)
     device = torch.device(device)
     gens = stage_generators(seed, GENERATORS)
     layout = memory_format(device)  # channels_last on a CPU: faster convolutions (runtime.memory_format)
@@ -139,32 +121,24 @@ def run_warmup(
     x, y = _weights_half(data, split)
     batches = BatchIterator(x, y, cfg.batch_size, device, gens["data"], data.augment, data.pad, memory_format=layout)
 
-    ckpt = EpochCheckpoint(
-        checkpoint_path,
-        {"stage": "warmup", "space": space, "dataset": data.name, "seed": seed, "split": split_digest(split),
-         "supernet": asdict(net_cfg), "warmup": asdict(cfg)},
-    )
+    identity = {"stage": "warmup", "space": space.name, "dataset": data.name, "seed": seed, "split": split_digest(split),
+                "supernet": asdict(net_cfg), "warmup": asdict(cfg)}
+    stage = EpochStage(checkpoint_path, identity, keep_checkpoint=keep_checkpoint, name="warm-up")
     history, elapsed = fit_epochs(
-        net, batches, opt, sched, gens, ckpt, cfg.epochs, cfg.grad_clip,
-        forward=lambda xb: net(xb, sample_path(gens["path"], space)), progress=progress, name="warm-up", on_epoch=on_epoch,
+        net, batches, opt, sched, gens, stage, cfg.epochs, cfg.grad_clip,
+        forward=lambda xb: net(xb, sample_path(gens["path"], space)), progress=progress, on_epoch=on_epoch,
     )
-
-    atomic_save(
-        {
-            "model": net.state_dict(),
-            "supernet": {**asdict(net_cfg), "num_classes": data.num_classes, "in_channels": data.in_channels},
-            "space": space,
-            "split": {"weights": torch.as_tensor(split["weights"]), "arch": torch.as_tensor(split["arch"])},
-            "dataset": data.name,
-            "seed": seed,
-            "warmup": asdict(cfg),
-            "history": history,
-            "train_seconds": elapsed,
-        },
-        out_path,
-    )
-    if not keep_checkpoint:
-        Path(checkpoint_path).unlink(missing_ok=True)
+    stage.finish({out_path: {
+        "model": net.state_dict(),
+        "supernet": {**asdict(net_cfg), "num_classes": data.num_classes, "in_channels": data.in_channels},
+        "space": space.name,
+        "split": {"weights": torch.as_tensor(split["weights"]), "arch": torch.as_tensor(split["arch"])},
+        "dataset": data.name,
+        "seed": seed,
+        "warmup": asdict(cfg),
+        "history": history,
+        "train_seconds": elapsed,
+    }})
     return history
 
 
@@ -180,9 +154,10 @@ def load_warmup(path: str | os.PathLike, device: torch.device | str = "cpu") -> 
         raise CheckpointError(f"warm-up file {path} lacks {sorted(missing)}; delete it and rerun the warm-up stage")
     shape = state["supernet"]
     try:
-        net_cfg = SupernetConfig(**{k: v for k, v in shape.items() if k not in ("num_classes", "in_channels")})
         # Files written before the DARTS space carry no space: they are NB201's.
-        net = spaces.get(state.setdefault("space", "nb201")).build_supernet(net_cfg, shape["num_classes"], shape["in_channels"])
+        space = spaces.get(state.setdefault("space", "nb201"))
+        net_cfg = space.config("supernet", {k: v for k, v in shape.items() if k not in ("num_classes", "in_channels")})
+        net = space.build_supernet(net_cfg, shape["num_classes"], shape["in_channels"])
         net.load_state_dict(state["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(

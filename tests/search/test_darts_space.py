@@ -58,8 +58,8 @@ def tiny_cfg(**kw):
     return SearchConfig(**{**base, **kw})
 
 
-def harness(net=None, seed=0, **cfg):
-    return Harness(tiny_net() if net is None else net, tiny_cfg(**cfg), "cpu", seed, *images(16, seed=99), space="darts")
+def harness(net=None, seed=0, space="darts", **cfg):
+    return Harness(tiny_net() if net is None else net, tiny_cfg(**cfg), "cpu", seed, *images(16, seed=99), space=space)
 
 
 # ---------------------------------------------------------------- decoding
@@ -218,18 +218,19 @@ def test_search_space_names():
 
 @pytest.fixture(scope="module")
 def darts_files(tmp_path_factory):
+    from e2nas import spaces
     from e2nas.data import ImageData, make_split
     from e2nas.graphs import build_graph_set
     from e2nas.vgae import VGAEConfig, save_vgae
     from e2nas.vgae.train import build_model
-    from e2nas.warmup import SupernetConfig, WarmupConfig, run_warmup
+    from e2nas.warmup import WarmupConfig, run_warmup
 
     root = tmp_path_factory.mktemp("darts-search")
     (x, y), (tx, ty) = images(96, seed=5), images(16, seed=6)
     data = ImageData("toy", 10, 1, 8, x, y, tx, ty, augment=True, pad=1)
     warmup = root / "warmup.pt"
     run_warmup(
-        data, make_split(len(y), 0), SupernetConfig(channels=4, layers=3), WarmupConfig(epochs=1, batch_size=16), 0,
+        data, make_split(len(y), 0), spaces.get("darts").config("supernet", {"channels": 4, "layers": 3}), WarmupConfig(epochs=1, batch_size=16), 0,
         warmup, root / "w.ckpt", progress=False, space="darts",
     )
     files = {"data": data, "warmup": warmup}
@@ -255,16 +256,19 @@ def search(files, method, out, **kw):
 
 def test_e2nas_decodes_under_the_graphs_option(darts_files, tmp_path):
     """graphs.distinct_inputs=False: the latent space holds cells that read one input twice, and E2NAS
-    decodes (and starts, and complements) in that space, not in DARTS's default one."""
+    decodes (and starts, and complements) in the configured space the stage resolved; graphs drawn
+    under other options than the search's space are refused, naming the fix."""
     from e2nas.graphs import GraphSet, build_graph_set
 
     default = GraphSet.load(darts_files["darts-graphs"])
-    repeats = build_graph_set("darts", default.archs, {"distinct_inputs": False})
-    repeats.save(tmp_path / "repeats.pt")
-    for path, distinct in ((darts_files["darts-graphs"], True), (tmp_path / "repeats.pt", False)):
-        h = harness()
-        E2NAS.build("e2nas", h, {"vgae": darts_files["darts"], "graphs": path})
-        assert h.space.name == "darts" and h.space.distinct_inputs is distinct
+    repeats_space = darts.SPACE.configured(distinct_inputs=False)
+    build_graph_set(repeats_space, default.archs).save(tmp_path / "repeats.pt")
+    for path, space in ((darts_files["darts-graphs"], darts.SPACE), (tmp_path / "repeats.pt", repeats_space)):
+        h = harness(space=space)
+        method = E2NAS.build("e2nas", h, {"vgae": darts_files["darts"], "graphs": path})
+        assert method.harness.space is space and h.space.distinct_inputs is space.distinct_inputs
+    with pytest.raises(ValueError, match="rerun stage 1"):
+        E2NAS.build("e2nas", harness(), {"vgae": darts_files["darts"], "graphs": tmp_path / "repeats.pt"})
 
 
 def test_warmup_file_records_the_darts_supernet(darts_files):

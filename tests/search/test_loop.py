@@ -15,6 +15,8 @@ from e2nas.search.e2nas import E2NAS
 from e2nas.spaces import nb201
 from search_helpers import LATENT, NUM_OPS, LinearDecoder, images, tiny_cfg
 
+NB201_NET = nb201.SPACE.config("supernet", {"channels": 4, "cells_per_stage": 1})
+
 # ---------------------------------------------------------------- run_search: files, determinism, resume
 
 
@@ -32,14 +34,14 @@ def stage_files(tmp_path_factory):
     from e2nas.graphs import build_graph_set
     from e2nas.vgae import VGAEConfig, save_vgae
     from e2nas.vgae.train import build_model
-    from e2nas.warmup import SupernetConfig, WarmupConfig, run_warmup
+    from e2nas.warmup import WarmupConfig, run_warmup
 
     root = tmp_path_factory.mktemp("search")
     (x, y), (tx, ty) = images(128, seed=5), images(16, seed=6)
     data = ImageData("toy", 10, 1, 8, x, y, tx, ty, augment=True, pad=1)
     split = make_split(len(y), 0)
     warmup = root / "warmup.pt"
-    run_warmup(data, split, SupernetConfig(4, 1), WarmupConfig(epochs=1, batch_size=16), 0, warmup, root / "w.ckpt", progress=False, space="nb201")
+    run_warmup(data, split, NB201_NET, WarmupConfig(epochs=1, batch_size=16), 0, warmup, root / "w.ckpt", progress=False, space="nb201")
     vcfg = VGAEConfig(latent_dim=LATENT, hidden_dim=16, num_layers=2, decoder_layers=1)
     graphs = build_graph_set("nb201", nb201.sample_archs(64, torch.Generator().manual_seed(0)))
     graphs.save(root / "graphs.pt")
@@ -119,7 +121,7 @@ def test_a_checkpoint_of_a_run_on_an_older_input_is_never_resumed(stage_files, t
 
     from e2nas.checkpoint import CheckpointError
     from e2nas.search.harness import Harness as H
-    from e2nas.warmup import SupernetConfig, WarmupConfig, run_warmup
+    from e2nas.warmup import WarmupConfig, run_warmup
 
     files = {**stage_files, "warmup": tmp_path / "warmup.pt"}
     shutil.copy(stage_files["warmup"], files["warmup"])
@@ -127,7 +129,7 @@ def test_a_checkpoint_of_a_run_on_an_older_input_is_never_resumed(stage_files, t
     with pytest.raises(Interrupt):
         search(files, "e2nas", tmp_path / "s")
     monkeypatch.setattr(H, "train_paths", real)
-    run_warmup(files["data"], make_split(len(files["data"].train_y), 0), SupernetConfig(4, 1), WarmupConfig(epochs=2, batch_size=16),
+    run_warmup(files["data"], make_split(len(files["data"].train_y), 0), NB201_NET, WarmupConfig(epochs=2, batch_size=16),
                0, files["warmup"], tmp_path / "w.ckpt", progress=False, space="nb201")  # warmup.epochs 1 -> 2
     with pytest.raises(CheckpointError, match="input warmup has changed since"):
         search(files, "e2nas", tmp_path / "s")
@@ -231,7 +233,7 @@ def test_on_a_cpu_warm_up_and_search_run_the_supernet_in_channels_last(tmp_path,
     from e2nas.data import ImageData
     from e2nas.search import run_search
     from e2nas.spaces.nb201.supernet import SuperNet
-    from e2nas.warmup import SupernetConfig, WarmupConfig, run_warmup
+    from e2nas.warmup import WarmupConfig, run_warmup
 
     seen, real = [], SuperNet.forward
 
@@ -246,7 +248,7 @@ def test_on_a_cpu_warm_up_and_search_run_the_supernet_in_channels_last(tmp_path,
     x, tx = torch.randn(64, 3, 8, 8, generator=g), torch.randn(8, 3, 8, 8, generator=g)
     data = ImageData("toy3", 10, 3, 8, x, torch.randint(10, (64,), generator=g), tx, torch.arange(8), augment=True, pad=1)
     warmup = tmp_path / "warmup.pt"
-    run_warmup(data, make_split(64, 0), SupernetConfig(4, 1), WarmupConfig(epochs=1, batch_size=16), 0, warmup,
+    run_warmup(data, make_split(64, 0), NB201_NET, WarmupConfig(epochs=1, batch_size=16), 0, warmup,
                tmp_path / "w.ckpt", progress=False, space="nb201")
     warmup_calls = len(seen)
     run_search("rsps", data, warmup, None, tiny_cfg(batch_size=16), 0, tmp_path / "r.json", tmp_path / "s.ckpt",

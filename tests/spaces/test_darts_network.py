@@ -4,7 +4,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from e2nas.layers import count_flops, count_params
-from e2nas.retrain import RetrainConfig
 from e2nas.spaces import darts
 from e2nas.spaces.darts.network import (
     NetworkCIFAR,
@@ -144,7 +143,7 @@ def test_network_accepts_text_encoding_and_genotype():
     with pytest.raises(ValueError, match="unknown op"):
         NetworkCIFAR(V2.replace("dil_conv_3x3", "conv_9x9"), 4, 3, 10, 3)
     with pytest.raises(ValueError, match="drop_path_prob"):
-        RetrainConfig(drop_path_prob=1.0)
+        darts.SPACE.config("retrain", {"drop_path_prob": 1.0})
 
 
 @pytest.mark.parametrize("name", darts.OPS)

@@ -4,11 +4,12 @@ import pytest
 import yaml
 
 from conftest import REPO
+from e2nas import spaces
 from e2nas.data import DataConfig, load_dataset, split_for
 from e2nas.graphs import build_graph_set
 from e2nas.search import SearchConfig, run_search
 from e2nas.vgae import VGAEConfig, run_pretraining
-from e2nas.warmup import SupernetConfig, WarmupConfig, run_warmup
+from e2nas.warmup import WarmupConfig, run_warmup
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +23,7 @@ def test_decoded_cell_changes_during_the_default_search(tmp_path):
     # A shorter warm-up and VGAE training than the profile's, to keep the test short; the
     # search itself runs exactly as configured.
     run_warmup(
-        data, split, SupernetConfig(**cfg["supernet"]), WarmupConfig(**{**cfg["warmup"], "epochs": 1}),
+        data, split, spaces.get(cfg["space"]).config("supernet", cfg["supernet"]), WarmupConfig(**{**cfg["warmup"], "epochs": 1}),
         0, tmp_path / "warmup.pt", tmp_path / "warmup.ckpt", progress=False, space="nb201",
     )
     build_graph_set("nb201").save(tmp_path / "graphs.pt")

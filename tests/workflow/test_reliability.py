@@ -27,18 +27,18 @@ import yaml
 
 from conftest import REPO, SNAKEMAKE, copy_project, kill_tree, pipeline_env, snakemake
 from e2nas import data as data_mod
-from e2nas import tracking
+from e2nas import spaces, tracking
 from e2nas.checkpoint import CheckpointError, DivergedError, EpochCheckpoint, safe_load
 from e2nas.data import DatasetError, ImageData, load_dataset, load_split, make_split, save_split
 from e2nas.graphs import GraphSet, build_graph_set
 from e2nas.spaces import nb201
 from e2nas.vgae import VGAEConfig, load_vgae, save_vgae
 from e2nas.vgae.train import build_model
-from e2nas.warmup import SupernetConfig, WarmupConfig, load_warmup, run_warmup
+from e2nas.warmup import WarmupConfig, load_warmup, run_warmup
 
 torch.set_num_threads(1)
 
-NET = SupernetConfig(channels=4, cells_per_stage=1)
+NET = spaces.get("nb201").config("supernet", {"channels": 4, "cells_per_stage": 1})
 WARMUP_RULE_PATH = "fashion-mnist/nb201/seed0"
 
 
@@ -228,7 +228,7 @@ def test_huge_learning_rate_stops_warmup_naming_the_epoch(tmp_path):
     with pytest.raises(DivergedError) as err:
         warm(toy_data(), tmp_path, WarmupConfig(epochs=3, batch_size=16, lr=1e9, lr_min=1e9))
     msg = str(err.value)
-    assert "diverged in epoch 0" in msg and "Lower the learning rate" in msg
+    assert "diverged in epoch 1 " in msg and "Lower the learning rate" in msg
     assert not (tmp_path / "out" / "warmup.pt").exists()
 
 
@@ -244,11 +244,11 @@ def test_divergence_keeps_the_last_good_checkpoint_and_it_resumes(tmp_path):
     assert safe_load(ckpt)["epoch"] == 0
 
     poisoned = toy_data()
-    poisoned.train_x[:] = float("inf")  # epoch 1 sees non-finite inputs: its loss is NaN
+    poisoned.train_x[:] = float("inf")  # the second epoch sees non-finite inputs: its loss is NaN
     with pytest.raises(DivergedError) as err:
         warm(poisoned, tmp_path, cfg)
     msg = str(err.value)
-    assert "diverged in epoch 1" in msg and f"last good checkpoint {ckpt} is kept" in msg
+    assert "diverged in epoch 2 " in msg and f"last good checkpoint {ckpt} is kept" in msg
     assert safe_load(ckpt)["epoch"] == 0  # the good state was not overwritten by the diverged epoch
     assert not (tmp_path / "out" / "warmup.pt").exists()
 
@@ -264,7 +264,7 @@ def test_huge_learning_rate_stops_the_search_naming_the_epoch(tmp_path):
     warmup = tmp_path / "warmup.pt"
     run_warmup(toy, make_split(128, 0), NET, WarmupConfig(epochs=1, batch_size=32), 0, warmup, tmp_path / "w.ckpt", progress=False, space="nb201")
     cfg = SearchConfig(epochs=2, batch_size=16, w_lr=1e9, w_lr_min=1e9, rsps_eval_images=16, rsps_num_candidates=2, eval_batch_size=16)
-    with pytest.raises(DivergedError, match="diverged in epoch 0.*Lower the learning rate"):
+    with pytest.raises(DivergedError, match="diverged in epoch 1 .*Lower the learning rate"):
         run_search("gdas", toy, warmup, None, cfg, 0, tmp_path / "result.json", tmp_path / "s.ckpt", progress=False)
     assert not (tmp_path / "result.json").exists()
 

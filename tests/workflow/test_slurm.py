@@ -177,7 +177,7 @@ def test_gpu_profile_resources_reach_the_jobs(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     blocks = dict(re.findall(r"^rule (\w+):$(.*?)(?=^\S|\Z)", out.stdout + out.stderr, flags=re.M | re.S))
     search = blocks["search_architecture"]
-    assert re.search(r"resources: .*\bgpu=1\b", search) and "runtime=1440" in search and "cpus_per_task=8" in search
+    assert re.search(r"resources: .*\bgpu=1\b", search) and "runtime=1440" in search and "threads: 8" in search  # Slurm: cpus_per_task = threads
     assert "gpu=" not in blocks["build_graphs"]
 
 

@@ -116,7 +116,7 @@ def test_darts_profile_plans_every_stage_on_darts_paths(tmp_path, name):
     def darts_files(job):
         return {m.rsplit("/", 1)[1] for m in DARTS_ONLY_MODULES if any(p.endswith(m) for p in job["input"])}
 
-    core = {"__init__.py", "cells.py", "space.py"}
+    core = {"__init__.py", "cells.py", "config.py", "space.py"}
     by_rule = {}
     for job in jobs:
         if job["rule"] != "all":
@@ -147,7 +147,7 @@ def test_unknown_space_is_refused_naming_the_key_and_the_spaces(tmp_path):
     out = dry_run(tmp_path, {**profile("smoke-darts.yaml"), "space": "foo"})
     assert out.returncode != 0
     text = out.stderr + out.stdout
-    assert "space = 'foo' is not allowed; choose one of: nb201, darts" in text
+    assert "space = 'foo' is not allowed; choose one of: darts, nb201" in text
     assert not (tmp_path / "work" / "results").exists()
 
 
@@ -184,3 +184,32 @@ def test_a_sweep_of_over_a_thousand_searches_plans_with_short_commands(tmp_path)
     assert max(len(j["shell"]) for j in jobs) < 4096
     report = yaml.safe_load(next(j for j in jobs if j["rule"] == "report")["parameters"])
     assert sorted(report["inputs"]["results"]) == sorted(j["output"][0] for j in searches)
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "darts.yaml"])
+def test_every_planned_path_round_trips_through_the_layout(tmp_path, name):
+    """Every output, log and checkpoint of the default and DARTS profiles' DAGs is a path of e2nas.layout,
+    and `layout.parse` gives back the wildcards that rebuild it."""
+    from e2nas import layout
+
+    out = dry_run(tmp_path, profile(name), "-p")
+    assert out.returncode == 0, out.stderr
+    jobs = [j for j in planned(out) if j["rule"] != "all"]
+    paths = []
+    for job in jobs:
+        params = yaml.safe_load(job["parameters"])
+        paths += [*job["output"], *params["outputs"].values(), params["tracking"]["run_file"].removesuffix(".mlflow_run")]
+        paths += [params["checkpoint"]] if params.get("checkpoint") else []
+        for kind in ("search_result", "retrain_metrics", "ranking", "warmup", "graphs", "vgae_model", "searched_supernet"):
+            paths += [p for p in job["input"] if p.startswith("results/") and layout.parse(p)["kind"] == kind]
+    assert len(paths) > 3 * len(jobs)
+    for path in paths:
+        found = layout.parse(path)
+        kind, run = found.pop("kind"), found.pop("run")
+        if kind in ("checkpoint", "notebook_log"):
+            rule = found.pop("rule")
+            found.pop("job")
+            rebuilt = (layout.checkpoint if kind == "checkpoint" else layout.notebook_log)(rule, run=run, **found)
+        else:
+            rebuilt = layout.path(kind, run=run, **found)
+        assert rebuilt == path, (kind, found)

@@ -13,7 +13,8 @@ import yaml
 
 ROOT = Path(workflow.basedir)
 sys.path.insert(0, str(ROOT / "src"))
-from e2nas.code_inputs import stage_code  # noqa: E402 (torch-free: no library numerics at parse time)
+from e2nas import layout  # noqa: E402 (torch-free: no library numerics at parse time)
+from e2nas.code_inputs import stage_code  # noqa: E402
 from e2nas.names import BASELINE_METHODS, E2NAS_METHODS, RANDOM_METHOD, REFERENCE_PREFIX, is_reference  # noqa: E402
 
 
@@ -24,8 +25,8 @@ def here(path):
     return os.path.relpath(path)
 
 
-RESULTS = f"results/{config['run']}"
-PARAMETERS_DIR = Path(".snakemake", "e2nas-parameters")
+RUN = config["run"]
+RESULTS = f"{layout.RESULTS}/{RUN}"
 FINISH_SCRIPT = shlex.quote(here(ROOT / "workflow" / "scripts" / "finish_stage_run.py"))
 CONDA_ENV = str(ROOT / "envs" / "e2nas.yaml")
 
@@ -71,6 +72,13 @@ def space_is_enumerated(space):
     return spaces.get(space).enumerable
 
 
+def space_options(space):
+    """The options the config sets for `space` (DARTS: graphs.distinct_inputs; NB201 has none)."""
+    from e2nas import spaces
+
+    return spaces.get(space).options_of(config)
+
+
 def code(notebook_name, space, method=None):
     """The src/ files a stage of `space` (and search `method`) runs: its notebook's imports, closed over
     the library's own imports, plus the space's package and the method's module (e2nas.code_inputs).
@@ -78,8 +86,40 @@ def code(notebook_name, space, method=None):
     return [here(path) for path in stage_code(ROOT / "notebooks" / f"{notebook_name}.ipynb", space, method)]
 
 
-def log_notebook(rule_name, pattern):
-    return f"{RESULTS}/notebooks/{rule_name}/{pattern}.ipynb"
+def path(kind, **wildcards):
+    """A results file of this run (e2nas.layout); wildcards given as "{name}" make a rule's pattern."""
+    return layout.path(kind, run=RUN, **wildcards)
+
+
+# Each rule's outputs and log as patterns over its wildcards, from the layout.
+PATTERN = {name: f"{{{name}}}" for name in ("dataset", "space", "method", "seed")}
+
+
+def outputs(rule_name):
+    return layout.stage_outputs(rule_name, run=RUN, **PATTERN)
+
+
+def log_notebook(rule_name):
+    return layout.notebook_log(rule_name, run=RUN, **PATTERN)
+
+
+def checkpoint_path(rule_name, wc):
+    """Where a long stage keeps its resumable state: outside its outputs, so a kill keeps it."""
+    return layout.checkpoint(rule_name, run=RUN, **dict(wc.items()))
+
+
+# What each stage asks of a machine: memory (MB) and runtime (minutes, growing with each retry), for
+# Slurm; a cluster profile's set-resources overrides them (threads: --set-threads; Slurm's
+# cpus_per_task follows the threads).
+STAGE_RESOURCES = {
+    "build_graphs": (2000, 15), "pretrain_vgae": (4000, 60), "warmup_supernet": (4000, 120),
+    "search_architecture": (4000, 240), "retrain_cell": (4000, 240), "rank_supernet": (4000, 60), "report": (4000, 60),
+}
+
+
+def resources(rule_name):
+    mem_mb, minutes = STAGE_RESOURCES[rule_name]
+    return {"mem_mb": mem_mb, "runtime": lambda wc, attempt: minutes * attempt}
 
 
 def settings(parameters):
@@ -92,20 +132,22 @@ def settings(parameters):
     return yaml.safe_dump(parameters, sort_keys=True)
 
 
-def stage_parameters(rule_name, log_path, wildcards, inputs, outputs, tags, **parameters):
+def stage_parameters(rule_name, wildcards, inputs, outputs, tags=None, **parameters):
     """The file of the one YAML document papermill injects into a stage notebook.
 
     Named by its content under .snakemake/ (written when Snakemake builds the job, dry runs
     included; the same parameters are the same file, so parallel jobs never race on one name).
 
     `inputs` / `outputs`: the rule's named files (code and the tables read from where the library finds
-    them are left out); `tags`: the MLflow tags naming this invocation (space, dataset, method, seed);
-    `parameters`: config sections.
+    them are left out); the MLflow tags naming this invocation are its wildcards (space, dataset,
+    method, seed) and `tags`; `parameters`: config sections.
     """
     wc = dict(wildcards.items())
-    notebook_log = log_path.format(**wc)
+    notebook_log = layout.notebook_log(rule_name, run=RUN, **wc)
+    tags = {**wc, **(tags or {})}
     doc = {
         **parameters,
+        "run": RUN,
         "device": config.get("device", "auto"),
         "inputs": {k: v if isinstance(v, str) else list(v) for k, v in inputs.items() if k not in ("notebook", "code", "tables")},
         "outputs": {k: str(v) for k, v in outputs.items()},
@@ -117,7 +159,7 @@ def stage_parameters(rule_name, log_path, wildcards, inputs, outputs, tags, **pa
         },
     }
     text = yaml.safe_dump(doc, sort_keys=True)
-    path = PARAMETERS_DIR / f"{rule_name}-{hashlib.sha256(text.encode()).hexdigest()[:20]}.yaml"
+    path = Path(layout.parameters_file(rule_name, hashlib.sha256(text.encode()).hexdigest()[:20]))
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         part = path.with_name(f".{path.name}.{os.getpid()}")
@@ -130,27 +172,6 @@ def stage_parameters(rule_name, log_path, wildcards, inputs, outputs, tags, **pa
 
 def section(name):
     return dict(config.get(name) or {})
-
-
-def checkpoint_path(rule_name, pattern):
-    """Where a long stage keeps its resumable state: outside its outputs, so a kill keeps it."""
-    return f"{RESULTS}/checkpoints/{rule_name}/{pattern}.pt"
-
-
-def warmup_path(dataset, space, seed):
-    return f"{RESULTS}/supernet/{dataset}/{space}/seed{seed}/warmup.pt"
-
-
-def search_result(dataset, space, method, seed):
-    return f"{RESULTS}/search/{dataset}/{space}/{method}/seed{seed}/result.json"
-
-
-def searched_supernet(dataset, space, method, seed):
-    return f"{RESULTS}/search/{dataset}/{space}/{method}/seed{seed}/supernet.pt"
-
-
-def ranking_path(dataset, space, seed):
-    return f"{RESULTS}/ranking/{dataset}/{space}/seed{seed}.json"
 
 
 def space_has_table(space):
@@ -190,8 +211,8 @@ def get_rank_inputs(wc):
     return {
         "notebook": notebook("06_rank_supernet"),
         "code": code("06_rank_supernet", wc.space),
-        "warmup": warmup_path(wc.dataset, wc.space, wc.seed),
-        "supernets": [searched_supernet(wc.dataset, wc.space, m, wc.seed) for m in config["methods"]],
+        "warmup": path("warmup", **dict(wc.items())),
+        "supernets": [path("searched_supernet", **{**dict(wc.items()), "method": m}) for m in config["methods"]],
         "ground_truth": ground_truth_files(wc.dataset),
         "tables": nb201_table_files(wc.space),
     }
@@ -218,10 +239,6 @@ def referenced():
     return [(d, m, config["seeds"][0]) for d in config["datasets"] for m in reference_cells()]
 
 
-def retrain_metrics(dataset, space, method, seed):
-    return f"{RESULTS}/retrain/{dataset}/{space}/{method}/seed{seed}/metrics.json"
-
-
 def configured(methods):
     """Every (dataset, method, seed) of the config, in a stable order."""
     return [(d, m, s) for d in config["datasets"] for m in methods for s in config["seeds"]]
@@ -231,13 +248,13 @@ def get_search_inputs(wc):
     """E2NAS variants read the VGAE; baselines do not, so editing stage 2 reruns none of them."""
     inputs = {
         "notebook": notebook("04_search"),
-        "warmup": warmup_path(wc.dataset, wc.space, wc.seed),
+        "warmup": path("warmup", **dict(wc.items())),
         "code": code("04_search", wc.space, wc.method),
         "tables": nb201_table_files(wc.space),
     }
     if wc.method in E2NAS_METHODS:
-        inputs["vgae"] = f"{RESULTS}/vgae/{wc.space}/model.pt"
-        inputs["graphs"] = f"{RESULTS}/graphs/{wc.space}.pt"
+        inputs["vgae"] = path("vgae_model", space=wc.space)
+        inputs["graphs"] = path("graphs", space=wc.space)
     return inputs
 
 
@@ -247,7 +264,7 @@ def get_retrain_inputs(wc):
         "code": code("05_retrain", wc.space),
     }
     if wc.method != RANDOM_METHOD and not is_reference(wc.method):
-        inputs["result"] = search_result(wc.dataset, wc.space, wc.method, wc.seed)
+        inputs["result"] = path("search_result", **dict(wc.items()))
     return inputs
 
 
@@ -258,14 +275,16 @@ def get_report_inputs(wc):
     return {
         "notebook": notebook("07_report"),
         "code": code("07_report", space),
-        "results": [search_result(d, space, m, s) for d, m, s in searched],
-        "retrained": [retrain_metrics(d, space, m, s) for d, m, s in searched + configured([RANDOM_METHOD]) + referenced()],
-        "rankings": [ranking_path(d, space, s) for d in config["datasets"] for s in config["seeds"]] if ranked else [],
+        "results": [path("search_result", dataset=d, space=space, method=m, seed=s) for d, m, s in searched],
+        "retrained": [path("retrain_metrics", dataset=d, space=space, method=m, seed=s)
+                      for d, m, s in searched + configured([RANDOM_METHOD]) + referenced()],
+        "rankings": [path("ranking", dataset=d, space=space, seed=s) for d in config["datasets"] for s in config["seeds"]]
+                    if ranked else [],
         "ground_truth": [f for d in config["datasets"] for f in ground_truth_files(d)],
         "tables": nb201_table_files(space),
     }
 
 
 def get_final_outputs():
-    return [f"{RESULTS}/report/summary.csv"]
+    return [path("report_summary")]
 

@@ -11,21 +11,14 @@ rule build_graphs:
         notebook=notebook("01_graph_dataset"),
         code=lambda wc: code("01_graph_dataset", wc.space),
     output:
-        graphs=f"{RESULTS}/graphs/{{space}}.pt",
-        summary=f"{RESULTS}/graphs/{{space}}.json",
+        **outputs("build_graphs"),
     log:
-        notebook=log_notebook("build_graphs", "{space}"),
+        notebook=log_notebook("build_graphs"),
     params:
-        parameters=lambda wc, input, output: stage_parameters(
-            "build_graphs", log_notebook("build_graphs", "{space}"), wc, input, output, {"space": wc.space},
-            **build_graphs_parameters(wc),
-        ),
+        parameters=lambda wc, input, output: stage_parameters("build_graphs", wc, input, output, **build_graphs_parameters(wc)),
         settings=lambda wc: settings(build_graphs_parameters(wc)),
-    threads: 1
     resources:
-        mem_mb=2000,
-        runtime=lambda wc, attempt: 15 * attempt,
-        cpus_per_task=lambda wc, threads: threads,
+        **resources("build_graphs"),
     conda:
         CONDA_ENV
     shell:

@@ -10,22 +10,16 @@ rule rank_supernet:
     input:
         unpack(get_rank_inputs),
     output:
-        ranking=ranking_path("{dataset}", "{space}", "{seed}"),
+        **outputs("rank_supernet"),
     log:
-        notebook=log_notebook("rank_supernet", "{dataset}/{space}/seed{seed}"),
+        notebook=log_notebook("rank_supernet"),
     params:
-        parameters=lambda wc, input, output: stage_parameters(
-            "rank_supernet", log_notebook("rank_supernet", "{dataset}/{space}/seed{seed}"), wc, input, output,
-            {"space": wc.space, "dataset": wc.dataset, "seed": wc.seed}, **rank_supernet_parameters(wc),
-        ),
+        parameters=lambda wc, input, output: stage_parameters("rank_supernet", wc, input, output, **rank_supernet_parameters(wc)),
         settings=lambda wc: settings(rank_supernet_parameters(wc)),
     wildcard_constraints:
         seed=r"\d+",
-    threads: 1
     resources:
-        mem_mb=4000,
-        runtime=lambda wc, attempt: 60 * attempt,
-        cpus_per_task=lambda wc, threads: threads,
+        **resources("rank_supernet"),
     conda:
         CONDA_ENV
     shell:

@@ -7,7 +7,7 @@ def retrain_cell_parameters(wc):
     parameters = {
         "space": wc.space, "dataset": wc.dataset, "method": wc.method, "seed": int(wc.seed),
         "data": section("data"), "retrain": section("retrain"),
-        "checkpoint": checkpoint_path("retrain_cell", f"{wc.dataset}/{wc.space}/{wc.method}/seed{wc.seed}"),
+        "checkpoint": checkpoint_path("retrain_cell", wc),
     }
     if is_reference(wc.method):  # a published or given cell instead of a found one
         parameters["reference"] = reference_cells()[wc.method]
@@ -21,24 +21,17 @@ rule retrain_cell:
     input:
         unpack(get_retrain_inputs),
     output:
-        metrics=retrain_metrics("{dataset}", "{space}", "{method}", "{seed}"),
+        **outputs("retrain_cell"),
     log:
-        notebook=log_notebook("retrain_cell", "{dataset}/{space}/{method}/seed{seed}"),
+        notebook=log_notebook("retrain_cell"),
     params:
-        parameters=lambda wc, input, output: stage_parameters(
-            "retrain_cell", log_notebook("retrain_cell", "{dataset}/{space}/{method}/seed{seed}"), wc, input, output,
-            {"space": wc.space, "dataset": wc.dataset, "method": wc.method, "seed": wc.seed},
-            **retrain_cell_parameters(wc),
-        ),
+        parameters=lambda wc, input, output: stage_parameters("retrain_cell", wc, input, output, **retrain_cell_parameters(wc)),
         settings=lambda wc: settings(retrain_cell_parameters(wc)),
     wildcard_constraints:
         method="|".join(E2NAS_METHODS + BASELINE_METHODS + (RANDOM_METHOD,) + tuple(map(re.escape, reference_cells()))),
         seed=r"\d+",
-    threads: 1
     resources:
-        mem_mb=4000,
-        runtime=lambda wc, attempt: 240 * attempt,
-        cpus_per_task=lambda wc, threads: threads,
+        **resources("retrain_cell"),
     conda:
         CONDA_ENV
     shell:

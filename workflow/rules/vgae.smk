@@ -8,25 +8,18 @@ def pretrain_vgae_parameters(wc):
 rule pretrain_vgae:
     input:
         notebook=notebook("02_vgae_pretrain"),
-        graphs=f"{RESULTS}/graphs/{{space}}.pt",
+        graphs=path("graphs", space="{space}"),
         code=lambda wc: code("02_vgae_pretrain", wc.space),
         tables=lambda wc: nb201_table_files(wc.space),
     output:
-        model=f"{RESULTS}/vgae/{{space}}/model.pt",
-        metrics=f"{RESULTS}/vgae/{{space}}/metrics.json",
+        **outputs("pretrain_vgae"),
     log:
-        notebook=log_notebook("pretrain_vgae", "{space}"),
+        notebook=log_notebook("pretrain_vgae"),
     params:
-        parameters=lambda wc, input, output: stage_parameters(
-            "pretrain_vgae", log_notebook("pretrain_vgae", "{space}"), wc, input, output,
-            {"space": wc.space}, **pretrain_vgae_parameters(wc),
-        ),
+        parameters=lambda wc, input, output: stage_parameters("pretrain_vgae", wc, input, output, **pretrain_vgae_parameters(wc)),
         settings=lambda wc: settings(pretrain_vgae_parameters(wc)),
-    threads: 1
     resources:
-        mem_mb=4000,
-        runtime=lambda wc, attempt: 60 * attempt,
-        cpus_per_task=lambda wc, threads: threads,
+        **resources("pretrain_vgae"),
     conda:
         CONDA_ENV
     shell:

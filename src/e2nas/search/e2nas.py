@@ -2,7 +2,7 @@
 
 One step (in this order; both halves use the step's single latent sample ε):
   1. z = μ + σ ⊙ ε, P = softmax(decoder logits(z) / τ), a_t = the most probable path under P
-     (NB201: argmax per edge; DARTS: see e2nas.search.space) — its indices are copied to the
+     (NB201: argmax per edge; DARTS: see e2nas.spaces.darts.space) — its indices are copied to the
      host (the step's one sync: they pick the path to run);
   2. weight half, on a batch of the weights half of the split:
      L_w = (1 − λ) L(a_t) + λ/2 [L(a_{t−1}) + L(a_c)], every term with gradient;
@@ -46,7 +46,7 @@ def complement_terms(prev: Cell, cur: Cell, comp: Cell, lam: float) -> list[tupl
     return [(cur, 1.0 - lam), (prev, lam / 2), (comp, lam / 2)]
 
 
-def encode_cell(vae, cell: Cell, device, space: str) -> Tensor:
+def encode_cell(vae, cell: Cell, device, space) -> Tensor:
     """The VGAE mean μ(cell) (d,), where E2NAS's q(z) starts."""
     from e2nas.graphs import build_graph_set
 
@@ -164,9 +164,11 @@ class E2NAS(SearchMethod):
         graphs = GraphSet.load(inputs["graphs"])
         if harness.space.name != graphs.space:  # a consistency check of the files, not a branch on the space
             raise ValueError(f"graphs {inputs['graphs']} are of the {graphs.space!r} space, but the supernet is {harness.space.name!r}")
-        # The latent space holds the cells stage 1 drew: start, decode and complement under its options
-        # (DARTS: whether a node may read one input twice, config `graphs.distinct_inputs`).
-        harness.space = graphs.configured_space
+        # The latent space holds the cells stage 1 drew: the search must start, decode and complement
+        # under the same options (DARTS: whether a node may read one input twice, `graphs.distinct_inputs`).
+        if graphs.configured_space.options != harness.space.options:
+            raise ValueError(f"graphs {inputs['graphs']} were drawn with space options {graphs.options}, but the search "
+                             f"runs the space with {harness.space.options}: rerun stage 1 (rule build_graphs) with this config")
         return cls.for_method(method, harness, load_vgae(inputs["vgae"], harness.device), graphs)
 
     @staticmethod
@@ -186,11 +188,11 @@ class E2NAS(SearchMethod):
 
         graphs: the stage-1 GraphSet whose encodings give the manifold term and σ_max's default.
         """
-        space = harness.space.name
-        if getattr(vae, "space", None) not in (None, space):
-            raise ValueError(f"the VGAE was trained on the {vae.space!r} space, but the supernet is {space!r}: "
-                             f"use stage 2's model for space {space!r}")
-        start = harness.space.sample(1, harness.gens["init"], valid=True)[0]
+        space = harness.space
+        if getattr(vae, "space", None) not in (None, space.name):
+            raise ValueError(f"the VGAE was trained on the {vae.space!r} space, but the supernet is {space.name!r}: "
+                             f"use stage 2's model for space {space.name!r}")
+        start = space.sample(1, harness.gens["init"], valid=True)[0]
         mu0 = encode_cell(vae, start, harness.device, space)
         encodings = sigma_median = None
         if graphs is not None:

@@ -75,14 +75,14 @@ class Harness:
         eval_x: Tensor | None = None,
         eval_y: Tensor | None = None,
         *,
-        space: str,
+        space: spaces.Space | str,
     ):
         self.net, self.cfg, self.device = net, cfg, torch.device(device)
         # Images and conv weights in the device's faster layout (channels_last on a CPU); batches
         # follow it (BatchIterator(memory_format=harness.layout)).
         self.layout = memory_format(self.device)
         net.to(memory_format=self.layout)
-        self.space = spaces.get(space)
+        self.space = spaces.resolve(space)  # configured once by the stage (run_search)
         self.params = [p for p in net.parameters() if p.requires_grad]
         self.w_opt = torch.optim.SGD(
             self.params, lr=cfg.w_lr, momentum=cfg.w_momentum, nesterov=cfg.w_nesterov, weight_decay=cfg.w_weight_decay

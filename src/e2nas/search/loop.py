@@ -8,13 +8,12 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from e2nas import spaces
-from e2nas.checkpoint import EpochCheckpoint, atomic_save, check_finite, write_json
+from e2nas.checkpoint import EpochStage, check_finite
 from e2nas.names import METHOD_MODULES, METHODS
 from e2nas.progress import progress as progress_bar
 from e2nas.search.config import SearchConfig
@@ -102,6 +101,7 @@ def run_search(
     graphs_path: str | os.PathLike | None = None,
     supernet_path: str | os.PathLike | None = None,
     *,
+    space_options: dict | None = None,
     keep_checkpoint: bool = False,
 ) -> dict:
     """Search with `method` on the warmed-up supernet; write and return result.json's dict.
@@ -110,14 +110,11 @@ def run_search(
     the weights half (weight steps) and the arch half (architecture steps, scoring).
     table: any object with lookup(arch_string) -> {"cifar10", ...} | None, or None (NB201 only;
     ignored in the DARTS space).
-    The space (NB201 or DARTS) is the warm-up file's. graphs_path: stage 1's graphs (E2NAS
-    methods: their encodings make the manifold term and σ_max's default).
-    supernet_path: where the searched supernet goes, in the warm-up file's format (stage 6 ranks with it).
-    Checkpoints every epoch at checkpoint_path, resumes from it, deletes it on success.
-    on_epoch(record) runs after each epoch's checkpoint (e.g. to log metrics).
-    keep_checkpoint: leave the finished checkpoint for the caller to delete once all that follows
-    has succeeded (the pipeline does, after the stage's notebook): a failure after training then
-    reruns nothing, the next call resumes at the end.
+    The space is the warm-up file's, configured with `space_options` (DARTS: distinct_inputs), resolved
+    once here. graphs_path: stage 1's graphs (E2NAS methods: their encodings make the manifold term and
+    σ_max's default). supernet_path: where the searched supernet goes, in the warm-up file's format
+    (stage 6 ranks with it). Checkpoints every epoch at checkpoint_path and resumes from it
+    (keep_checkpoint: see EpochStage); on_epoch(record) runs after each epoch's checkpoint.
     """
     cls = method_class(method)
     from e2nas.warmup import load_warmup
@@ -126,8 +123,8 @@ def run_search(
     net, meta = load_warmup(warmup_path, device)
     if meta.get("dataset") not in (None, data.name):
         raise ValueError(f"warm-up {warmup_path} was trained on {meta['dataset']!r}, but the search data is {data.name!r}")
-    space = meta["space"]
-    table = table if spaces.get(space).has_benchmark_table else None
+    space = spaces.configured(meta["space"], space_options)
+    table = table if space.has_benchmark_table else None
     xw, yw, xa, ya = _split_images(data, meta["split"], device)
     harness = Harness(net, cfg, device, seed, space=space)
     harness.set_eval(xa[: cfg.rsps_eval_images], ya[: cfg.rsps_eval_images], pool=(xa, ya))
@@ -138,38 +135,33 @@ def run_search(
     batches_w = BatchIterator(xw, yw, cfg.batch_size, device, harness.gens["data_w"], data.augment, data.pad, memory_format=layout)
     batches_a = BatchIterator(xa, ya, cfg.batch_size, device, harness.gens["data_a"], data.augment, data.pad, memory_format=layout)
 
-    ckpt = EpochCheckpoint(
-        checkpoint_path, {"method": method, "seed": seed, "dataset": data.name, "space": space, "search": asdict(cfg)},
-        inputs={"warmup": warmup_path, "vgae": vgae_path, "graphs": graphs_path},
+    stage = EpochStage(
+        checkpoint_path, {"method": method, "seed": seed, "dataset": data.name, "space": space.name, "search": asdict(cfg)},
+        inputs={"warmup": warmup_path, "vgae": vgae_path, "graphs": graphs_path}, keep_checkpoint=keep_checkpoint,
+        name=f"{method} seed {seed}",
     )
-    trajectory, elapsed, start = [], 0.0, 0
-    state = ckpt.load()
-    if state is not None:
+
+    def restore(state: dict) -> None:
         harness.load_state_dict(state["harness"])
         searcher.load_state_dict(state["method"])
-        trajectory, elapsed, start = list(state["trajectory"]), float(state["elapsed"]), int(state["epoch"]) + 1
-        log.info("resuming %s seed %d from epoch %d (%s)", method, seed, start, checkpoint_path)
 
-    for epoch in range(start, cfg.epochs):
+    for epoch in range(stage.resume(restore), cfg.epochs):
         t0 = time.perf_counter()
         harness.stats = EpochStats()
         schedule = run_epoch(searcher, batches_w, batches_a, epoch, cfg.epochs, progress, method)
         stats = harness.stats.read()  # the epoch's one read of the step statistics
-        kept = checkpoint_path if Path(checkpoint_path).exists() else None
         for key in ("loss_train", "loss_val"):
             if key in stats:
-                check_finite(stats[key], epoch, kept)
+                check_finite(stats[key], epoch, stage.kept())
         cell, acc = searcher.epoch_arch()
         acc = harness.evaluate(cell) if acc is None else acc
         seconds = time.perf_counter() - t0
-        elapsed += seconds
-        trajectory.append(_record(epoch, searcher, schedule, stats, cell, acc, table, seconds))
-        ckpt.save(
-            epoch, harness=harness.state_dict(), method=searcher.state_dict(), trajectory=trajectory, elapsed=elapsed
-        )
+        stage.log.append(_record(epoch, searcher, schedule, stats, cell, acc, table, seconds))
+        stage.end_epoch(epoch, seconds, harness=harness.state_dict(), method=searcher.state_dict())
         if on_epoch is not None:
-            on_epoch(trajectory[-1])
+            on_epoch(stage.log[-1])
 
+    trajectory = stage.log  # one record per epoch
     final = trajectory[-1]["arch"]
     forgetting = [r["forgetting"] for r in trajectory if r["forgetting"] is not None]
     result = {
@@ -177,18 +169,16 @@ def run_search(
         "method": method,
         "seed": seed,
         "dataset": data.name,
-        "space": space,
+        "space": space.name,
         "epochs": cfg.epochs,
-        "search_seconds": elapsed,
+        "search_seconds": stage.elapsed,
         "nb201": table.lookup(final) if table is not None else None,
         "forgetting_mean": sum(forgetting) / len(forgetting) if forgetting else None,
         "config": asdict(cfg),
         **searcher.result_extras(),
         "trajectory": trajectory,
     }
-    if supernet_path is not None:
-        atomic_save({**meta, "model": harness.net.state_dict(), "method": method, "search_seed": seed}, supernet_path)
-    write_json(result, result_path)
-    if not keep_checkpoint:
-        Path(checkpoint_path).unlink(missing_ok=True)
+    supernet = {} if supernet_path is None else {
+        supernet_path: {**meta, "model": harness.net.state_dict(), "method": method, "search_seed": seed}}
+    stage.finish({**supernet, result_path: result})
     return result

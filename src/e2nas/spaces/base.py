@@ -10,6 +10,7 @@ A cell is a tuple of ints, the space's own encoding (`choice_sizes` options per 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,24 @@ class Space:
     its library modules declare in SPACE_PARTS (e2nas.code_inputs), not the whole package.
     """
 
+    # The space's dataclasses of config sections it adds keys to ({section: subclass of the
+    # e2nas.sections class}; its package's config.py and config.schema.yaml).
+    config_classes: dict[str, type] = {}
+
+    def config(self, section: str, values: dict | None = None):
+        """Config section `section` (graphs, supernet, retrain) as this space's typed object.
+
+        Keys another space adds to the section are left out: a profile merged over config/config.yaml
+        may carry them (a DARTS profile inherits NB201's cells_per_stage). A key no space knows raises.
+        """
+        from e2nas.config_check import space_keys
+        from e2nas.sections import SECTIONS
+
+        cls = self.config_classes.get(section, SECTIONS[section])
+        own = {f.name for f in dataclasses.fields(cls)}
+        others = space_keys(section) - own
+        return cls(**{k: v for k, v in (values or {}).items() if k not in others})
+
     def part(self, name: str):
         """The module `name` of this space's package, imported on first use."""
         return importlib.import_module(f"{type(self).__module__.rsplit('.', 1)[0]}.{name}")
@@ -63,6 +82,10 @@ class Space:
     def configured(self, **options) -> Space:
         """This space with `options` set; a space without such options ignores them (NB201's cells are fixed)."""
         return self
+
+    def options_of(self, sections: dict) -> dict:
+        """The options (`configured`) that config `sections` ({section: values}) set for this space; none by default."""
+        return {}
 
     @property
     def decoder_shape(self) -> tuple[int, int]:

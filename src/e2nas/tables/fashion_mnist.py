@@ -27,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 TABLE_CSV = HERE / "fashion_mnist_nb201.csv"
 PROTOCOL_JSON = HERE / "fashion_mnist_nb201.json"
 DATASET = "fashion-mnist"
+SPACE = "nb201"  # the space whose cells the table holds
 SEEDS = (0, 1)
 COLUMNS = ("arch", *(f"fashion_mnist_seed{s}" for s in SEEDS))
 # The protocol, sized by benchmarks/table_protocol.py (benchmarks/RESULTS.md): NB201's skeleton at
@@ -60,7 +61,7 @@ def table_cells(protocol: Protocol) -> list[str]:
     """The table's cells in order: the seeded uniform sample (first draw of each cell), then the references."""
     import torch
 
-    nb201 = spaces.get("nb201")
+    nb201 = spaces.get(SPACE)
     references = nb201.reference_cells()
     drawn = [nb201.format(c) for c in nb201.sample(protocol.cells, torch.Generator().manual_seed(protocol.cell_seed))]
     return list(dict.fromkeys(drawn + [references[name].arch for name in protocol.references]))
@@ -86,6 +87,8 @@ class GroundTruthTable:
         provenance = json.loads(meta.read_text())
         return cls(frame, provenance, str(csv))
 
+    space = SPACE  # the space whose cells it holds
+
     def __len__(self) -> int:
         return len(self.frame)
 
@@ -95,7 +98,7 @@ class GroundTruthTable:
 
     def lookup(self, arch) -> tuple[float, float] | None:
         """(seed 0, seed 1) accuracy of a cell (text or op indices), None when the table lacks it."""
-        i = self._index.get(spaces.get("nb201").canonical_text(arch))
+        i = self._index.get(spaces.get(SPACE).canonical_text(arch))
         return None if i is None else tuple(float(self.frame.loc[i, c]) for c in COLUMNS[1:])
 
     def mean(self) -> pd.Series:
@@ -147,7 +150,7 @@ def read_rows(csv: Path) -> pd.DataFrame:
         raise GroundTruthError(f"ground-truth table {csv} is not a readable CSV ({exc}); restore it from git or rebuild it") from None
     if tuple(frame.columns) != COLUMNS:
         raise GroundTruthError(f"ground-truth table {csv} has columns {list(frame.columns)}, expected {list(COLUMNS)}")
-    nb201 = spaces.get("nb201")
+    nb201 = spaces.get(SPACE)
     try:
         canonical = [nb201.canonical_text(a) for a in frame["arch"]]
     except ValueError as exc:

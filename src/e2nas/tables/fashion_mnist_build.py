@@ -21,12 +21,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from e2nas import spaces
 from e2nas.tables.fashion_mnist import (
     COLUMNS,
     DATASET,
     HERE,
     PROTOCOL_JSON,
     SEEDS,
+    SPACE,
     TABLE_CSV,
     GroundTruthError,
     GroundTruthTable,
@@ -39,9 +41,7 @@ from e2nas.tables.fashion_mnist import (
 
 def retrain_config(protocol: Protocol):
     """The protocol's retrain settings as the retrain stage's config."""
-    from e2nas.retrain import RetrainConfig
-
-    return RetrainConfig(**protocol.retrain)
+    return spaces.get(SPACE).config("retrain", protocol.retrain)
 
 
 def git_revision() -> str:
@@ -61,7 +61,7 @@ def train_cell(data, split, arch: str, cfg, seed: int, device) -> tuple[float, f
 
     with tempfile.TemporaryDirectory() as tmp:
         metrics, _ = run_retrain(data, split, arch, cfg, seed, f"{tmp}/metrics.json", f"{tmp}/ckpt.pt",
-                                 device=device, progress=False, space="nb201")
+                                 device=device, progress=False, space=SPACE)
     return metrics["test_accuracy"], metrics["train_seconds"]
 
 

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from e2nas.spaces.base import Cell, Space, TrainingHooks
 from e2nas.spaces.darts import cells as darts
+from e2nas.spaces.darts.config import CONFIG_CLASSES
 
 
 def _node_layout() -> tuple[Tensor, Tensor, Tensor]:
@@ -49,6 +50,7 @@ class DartsSpace(Space):
     has_benchmark_table = False
     alpha_shape = (len(darts.CELL_TYPES), 14, len(darts.OPS))
     retrain_generators = ("init", "data", "drop_path")
+    config_classes = CONFIG_CLASSES
 
     def __init__(self, distinct_inputs: bool = True):
         self.distinct_inputs = bool(distinct_inputs)
@@ -76,6 +78,10 @@ class DartsSpace(Space):
     @property
     def options(self) -> dict:
         return {"distinct_inputs": self.distinct_inputs}
+
+    def options_of(self, sections: dict) -> dict:
+        """Config key `graphs.distinct_inputs`."""
+        return {"distinct_inputs": self.config("graphs", sections.get("graphs")).distinct_inputs}
 
     def __repr__(self) -> str:
         return f"DartsSpace(distinct_inputs={self.distinct_inputs})"

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from e2nas.spaces.base import Cell, Space
 from e2nas.spaces.nb201 import cells
+from e2nas.spaces.nb201.config import CONFIG_CLASSES
 
 
 def complement_cell(prev: Cell, cur: Cell, generator: torch.Generator) -> Cell:
@@ -31,6 +32,7 @@ class Nb201Space(Space):
     has_benchmark_table = True
     alpha_shape = (cells.NUM_EDGES, len(cells.OPS))
     supports_grouped_paths = True
+    config_classes = CONFIG_CLASSES
 
     def format(self, cell) -> str:
         return cells.format_arch(cell)
