@@ -13,6 +13,11 @@ Bars (issue 8): e2nas ≤ 2.2× gdas, e2nas ≤ 0.6× darts, latent part ≤ 10%
     python benchmarks/search_step.py --C 8 --N 1 --rounds 3 --device cuda
     python benchmarks/search_step.py --baseline d14453c    # also the code of revision d14453c, same run
 
+`--split-edge E` (issue 27) also steps every method on a few-shot supernet split on edge E (its
+sub-supernets copied from the one-shot supernet) over the same cells in the same rounds, and reports
+each method's paired split / one-shot ratio (bar: single-path methods ≤ 1.10; DARTS's mixture on a
+split supernet runs |ops| mixtures, its cost is stated).
+
 `--baseline REV` (issue 21) times the code of git revision REV against today's working tree in
 one run: every round steps each method on REV's code and then on today's (the order of the two
 alternates from round to round) over the same cells, so both see the same load of a shared
@@ -83,6 +88,8 @@ def parse_args(argv=None):
     p.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
     p.add_argument("--baseline", metavar="REV", default=None,
                    help="also time git revision REV's code, in the same run (see the module docstring)")
+    p.add_argument("--split-edge", type=int, default=None, metavar="E",
+                   help="also step every method on a few-shot supernet split on edge E (issue 27), in the same rounds")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # a --baseline worker process
     return p.parse_args(argv)
 
@@ -189,6 +196,24 @@ class Bench:
         if not e2nas.archive.full:  # older E2NAS starts empty: a full archive, as in every step after the first K
             for _ in range(cfg.archive_size):
                 e2nas.archive.append(e2nas.mu.detach() + torch.randn(dim, device=device))
+        if getattr(args, "split_edge", None) is not None:  # the same methods on a few-shot supernet (issue 27)
+            from e2nas.spaces.nb201.supernet import FewShotSuperNet
+
+            split = FewShotSuperNet(args.C, args.N, args.classes, args.channels, args.split_edge).to(device)
+            for sub in split.subnets:
+                sub.load_state_dict(net.state_dict())
+
+            def split_harness():
+                return api.Harness(split, cfg, device, args.seed, self.xa, self.ya, **space)
+
+            for name in METHOD_ORDER:
+                if name == "e2nas":
+                    method = api.E2NAS(split_harness(), decoder, mu0, **e2nas_kwargs)
+                    method.archive = e2nas.archive
+                else:
+                    method = {"gdas": api.GDAS, "darts": api.DARTS, "rsps": api.RSPS}[name](split_harness())
+                method.start_epoch(0, 2)
+                self.methods[f"{name}-split"] = method
         self.latent = None
         if latent:
             self.latent = latent_part_class(api.E2NAS)(harness(), decoder, mu0, **e2nas_kwargs)
@@ -229,11 +254,12 @@ def main(argv=None) -> dict:
     if args.baseline:
         return main_baseline(args, device)
     bench = Bench(args, device)
-    times = {name: [] for name in (*METHOD_ORDER, "latent")}
+    order = [*METHOD_ORDER, *(f"{m}-split" for m in METHOD_ORDER if f"{m}-split" in bench.methods)]
+    times = {name: [] for name in (*order, "latent")}
     bench.warmup()
     for r in range(args.rounds):
         start = args.warmup + r * args.steps
-        for name in METHOD_ORDER:
+        for name in order:
             times[name] += bench.time(name, start, args.steps)
             if name == "e2nas":  # its latent part alone, right after its full steps
                 times["latent"] += bench.time("latent", start, args.steps)
@@ -255,6 +281,7 @@ def summarise(times: dict[str, list[float]], args, decoder_name: str, threads: i
         "e2nas_over_gdas": paired_ratio(times, "e2nas", "gdas", args.steps),
         "e2nas_over_darts": paired_ratio(times, "e2nas", "darts", args.steps),
         "latent_share": paired_ratio(times, "latent", "e2nas", args.steps),
+        "split_over_one_shot": {m: paired_ratio(times, f"{m}-split", m, args.steps) for m in METHOD_ORDER if f"{m}-split" in times},
         "decoder": decoder_name,
         "args": vars(args),
         "threads": threads,
@@ -299,6 +326,13 @@ def report(s: dict, device: torch.device) -> str:
         f"- latent part / e2nas step = {100 * s['latent_share']:.2f}% (bar ≤ 10%: {ok(s['latent_share'] <= 0.10)})",
         "",
     ]
+    if s.get("split_over_one_shot"):
+        lines += [f"On a few-shot supernet split on edge {a['split_edge']} (5 sub-supernets), same cells, same rounds "
+                  f"(paired split / one-shot, median over rounds):", ""]
+        for m, r in s["split_over_one_shot"].items():
+            bar = "" if m == "darts" else f" (bar ≤ 1.10: {ok(r <= 1.10)})"
+            lines.append(f"- {m}: {s['ms'][m + '-split']:.1f} ms/step, {r:.2f}× one-shot{bar}")
+        lines.append("")
     if "baseline" in s:
         lines += baseline_lines(s["baseline"])
     return "\n".join(lines)

@@ -82,7 +82,7 @@ def test_ranking_correlations_are_kendall_and_spearman_of_the_scores_with_the_tr
     monkeypatch.setattr(ranking, "score", lambda path, cells, data, cfg, device: [fake[path](c) for c in cells])
 
     class Data:
-        name = "fashion-mnist"
+        name, num_classes, in_channels = "fashion-mnist", 10, 1
 
     cfg = ranking.RankingConfig(cells=15, images=8, seed=1)
     result = ranking.rank_supernets({"warm-up": "good", "e2nas": "reversed"}, Data(), cfg, NB201, tmp_path / "r.json",

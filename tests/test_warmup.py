@@ -119,7 +119,7 @@ def test_output_file_and_load(data, split, tmp_path):
     net, meta = load_warmup(out, "cpu")
     assert isinstance(net, SuperNet) and (net.C, net.N) == (4, 1)
     assert meta["dataset"] == "synthetic" and meta["seed"] == 7 and meta["history"] == history
-    assert meta["supernet"] == {"channels": 4, "cells_per_stage": 1, "num_classes": 4, "in_channels": 1}
+    assert meta["supernet"] == {"channels": 4, "cells_per_stage": 1, "split_edge": None, "num_classes": 4, "in_channels": 1}
     assert meta["space"] == "nb201"
     assert torch.equal(meta["split"]["weights"], split["weights"]) and torch.equal(meta["split"]["arch"], split["arch"])
 

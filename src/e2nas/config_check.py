@@ -64,6 +64,22 @@ def composed_schema(schema_path: str | Path, spaces_dir: Path = SPACES_DIR) -> d
     return schema
 
 
+def _refused_keys(config: dict, spaces_dir: Path = SPACES_DIR) -> list[str]:
+    """Keys a space marks `x-refused-by-other-spaces` set (not null) in a profile of another space:
+    dropping them silently would run something else than asked (NB201's supernet.split_edge on DARTS)."""
+    found = []
+    for name in space_names(spaces_dir):
+        fragment = spaces_dir / name / SPACE_SCHEMA
+        if name == config.get("space") or not fragment.is_file():
+            continue
+        for section, keys in (yaml.safe_load(fragment.read_text()) or {}).items():
+            for key, rule in keys.items():
+                if rule.get("x-refused-by-other-spaces") and (config.get(section) or {}).get(key) is not None:
+                    found.append(f"{section}.{key} is a key of the {name} space only; the {config.get('space')} space "
+                                 f"has nothing like it: remove it (or set it to null)")
+    return found
+
+
 def space_keys(section: str, spaces_dir: Path = SPACES_DIR) -> set[str]:
     """The keys the space packages add to config section `section` (every space's)."""
     keys = set()
@@ -152,6 +168,7 @@ def problems(config: dict, schema_path: str | Path, configfiles=()) -> list[str]
                          if isinstance(seed, float) and seed.is_integer() else f"seeds: {seed!r} is not an integer")
         elif seed > MAX_SEED:
             found.append(f"seeds: {seed} is too large: seeds must be <= 2**63 - 1")
+    found += _refused_keys(config)
     for section, low, high in ORDERED_PAIRS:
         values = config.get(section) or {}
         if values.get(low) is not None and values.get(high) is not None and values[low] > values[high]:

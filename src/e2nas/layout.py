@@ -100,7 +100,8 @@ def stage_inputs(rule: str, *, run: str, root: str = RESULTS, methods=(), **wild
     if rule == "retrain_cell":
         return {"result": at("search_result")}
     if rule == "rank_supernet":
-        return {"warmup": at("warmup"), "supernets": [at("searched_supernet", method=m) for m in methods]}
+        return {"warmup": at("warmup"), "supernets": [at("searched_supernet", method=m) for m in methods],
+                "results": [at("search_result", method=m) for m in methods]}
     if rule == "report":
         folder = Path(root) / run
         return {"results": run_files(folder, "search_result"), "retrained": run_files(folder, "retrain_metrics"),

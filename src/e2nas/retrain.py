@@ -26,7 +26,7 @@ from e2nas.layers import count_flops
 from e2nas.runtime import memory_format
 from e2nas.sections import GROUND_TRUTH, LR_SCHEDULES, RetrainConfig  # noqa: F401 (the stage's config, re-exported)
 from e2nas.spaces import Space
-from e2nas.training import evaluate, fit_epochs, make_sgd, seeded_init, split_digest, stage_generators, step_schedule
+from e2nas.training import Phase, evaluate, fit_epochs, make_sgd, seeded_init, split_digest, stage_generators, step_schedule
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +132,9 @@ def run_retrain(
     identity = {"stage": "retrain", "space": sp.name, "arch": text, "dataset": data.name, "seed": seed,
                 "split": split_digest(split), "retrain": asdict(cfg), **hooks.identity}
     stage = EpochStage(checkpoint_path, identity, keep_checkpoint=keep_checkpoint, name="retrain")
-    history, elapsed = fit_epochs(
-        net, batches, opt, sched, gens, stage, cfg.epochs, cfg.grad_clip,
-        progress=progress, on_epoch=on_epoch, loss_fn=hooks.loss_fn, before_epoch=hooks.before_epoch, per_step=per_step,
-    )
+    phase = Phase("retrain", cfg.epochs, lambda: (opt, sched), loss_fn=hooks.loss_fn)
+    history, elapsed = fit_epochs(net, batches, [phase], gens, stage, cfg.grad_clip, progress=progress, on_epoch=on_epoch,
+                                  before_epoch=hooks.before_epoch, per_step=per_step)
 
     test_x, test_y = _test_images(data, cfg.test_subset)
     metrics = {

@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -69,7 +70,9 @@ def train_epoch(
 
     forward(x) -> logits defaults to model(x) (the warm-up passes one that samples a path).
     loss_fn(x, y) -> (loss, logits), when given, replaces forward + cross-entropy (DARTS's
-    auxiliary head adds a term to the loss; the accuracy is the returned logits').
+    auxiliary head adds a term to the loss; the accuracy is the returned logits'). A loss_fn that
+    trains P paths on the batch (fair sampling) returns the sum of their losses and their logits
+    stacked (P·B rows): the epoch records the mean over the paths.
     Parameters without a gradient in a step (ops off the path) are left alone by SGD, as
     zero_grad(set_to_none=True) keeps their grad None. `step_scheduler`, when given, is stepped
     after every optimiser step (`step_schedule`).
@@ -92,8 +95,9 @@ def train_epoch(
         optimizer.step()
         if step_scheduler is not None:
             step_scheduler.step()
-        batch_loss = loss.detach() * len(y)
-        batch_correct = (logits.detach().argmax(dim=1) == y).sum()
+        paths = len(logits) // len(y)  # 1, or the P paths a fair update trains
+        batch_loss = loss.detach() * (len(y) / paths)
+        batch_correct = (logits.detach().argmax(dim=1) == y.repeat(paths)).sum() / paths
         loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
         correct = batch_correct if correct is None else correct + batch_correct
         seen += len(y)
@@ -102,7 +106,6 @@ def train_epoch(
     return {"loss": float(loss_sum / seen), "accuracy": float(correct * 100.0 / seen)}
 
 
-@torch.no_grad()
 @torch.no_grad()  # scores only: no autograd graph to build or hold
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256, forward=None) -> float:
     """Accuracy (%) of forward(x) (default model(x)) in eval mode, over batches moved to the model's device.
@@ -165,46 +168,83 @@ def append_record(history: dict[str, list], record: dict) -> None:
         column.append(record[key])
 
 
+@dataclass
+class Phase:
+    """Epochs trained with one optimiser and its schedule: a retraining has one; a few-shot warm-up its
+    one-shot part and then one per sub-supernet, each with a fresh SGD and its own cosine schedule.
+
+    optimizer() -> (optimizer, scheduler) is called when the phase starts or resumes; start(), when
+    given, runs before the phase's first epoch (also when a resume lands there: the checkpoint before
+    it holds the previous phase's end). forward / loss_fn: as train_epoch's. paths: single paths one
+    optimiser step trains (the budget a warm-up records).
+    """
+
+    name: str
+    epochs: int
+    optimizer: Callable[[], tuple]
+    forward: Callable[[Tensor], Tensor] | None = None
+    loss_fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None
+    start: Callable[[], None] | None = None
+    paths: int = 1
+
+
 def fit_epochs(
     net: nn.Module,
     batches,
-    optimizer: torch.optim.Optimizer,
-    scheduler,
+    phases: list[Phase],
     generators: dict[str, torch.Generator],
     stage: EpochStage,
-    epochs: int,
     grad_clip: float | None,
-    forward: Callable[[Tensor], Tensor] | None = None,
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
-    loss_fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
     before_epoch: Callable[[int], dict | None] | None = None,
     per_step: bool = False,
 ) -> tuple[dict[str, list], float]:
-    """`epochs` of `train_epoch`, checkpointed after each one by `stage` and resumed from its checkpoint.
+    """The epochs of every phase in turn (`train_epoch`), checkpointed after each one by `stage` and resumed
+    from its checkpoint.
 
-    Returns (history, training seconds). A non-finite loss stops with DivergedError and keeps
-    the previous epoch's checkpoint. loss_fn goes to train_epoch. before_epoch(epoch) runs
-    before each epoch (also the first one after a resume), so per-epoch settings must derive
-    from the epoch alone; the dict it may return is recorded as extra history columns.
-    per_step: `scheduler` is stepped after every optimiser step (`step_schedule`), not per epoch.
+    Returns (history, training seconds); with several phases the history has a `phase` column. A
+    non-finite loss stops with DivergedError and keeps the previous epoch's checkpoint.
+    before_epoch(epoch) runs before each epoch (also the first one after a resume), so per-epoch
+    settings must derive from the epoch alone; the dict it may return is recorded as extra history
+    columns. per_step: the schedule is stepped after every optimiser step (`step_schedule`), not per epoch.
     """
+    starts = [sum(p.epochs for p in phases[:i]) for i in range(len(phases))]
+    total = sum(p.epochs for p in phases)
+    current: dict = {}
+
+    def phase_at(epoch: int) -> int:
+        return max(i for i, first in enumerate(starts) if first <= epoch)
+
+    def enter(index: int) -> None:
+        current.update(index=index, pair=phases[index].optimizer())
+
     def restore(state: dict) -> None:
         net.load_state_dict(state["model"])
+        enter(phase_at(int(state["epoch"])))
+        optimizer, scheduler = current["pair"]
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"], generators)
 
     if not stage.log:
         stage.log = new_history()
-    for epoch in range(stage.resume(restore), epochs):
+    for epoch in range(stage.resume(restore), total):
+        index = phase_at(epoch)
+        phase = phases[index]
+        if epoch == starts[index] and phase.start is not None:
+            phase.start()
+        if current.get("index") != index:
+            enter(index)
+        optimizer, scheduler = current["pair"]
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         extra = (before_epoch(epoch) if before_epoch is not None else None) or {}
-        stats = train_epoch(
-            net, batches, optimizer, grad_clip, forward=forward, progress=progress,
-            desc=f"{stage.name} epoch {epoch + 1}/{epochs}", loss_fn=loss_fn, step_scheduler=scheduler if per_step else None,
-        )
+        if len(phases) > 1:
+            extra = {"phase": phase.name, **extra}
+        desc = f"{stage.name}{f' ({phase.name})' if len(phases) > 1 else ''} epoch {epoch + 1}/{total}"
+        stats = train_epoch(net, batches, optimizer, grad_clip, forward=phase.forward, progress=progress, desc=desc,
+                            loss_fn=phase.loss_fn, step_scheduler=scheduler if per_step else None)
         if not per_step:
             scheduler.step()
         check_finite(stats["loss"], epoch, stage.kept())
@@ -213,7 +253,7 @@ def fit_epochs(
         for key in extra:
             stage.log.setdefault(key, [])
         append_record(stage.log, record)
-        log.info("%s epoch %d/%d: loss %.4f, accuracy %.2f%%", stage.name, epoch + 1, epochs, stats["loss"], stats["accuracy"])
+        log.info("%s epoch %d/%d: loss %.4f, accuracy %.2f%%", stage.name, epoch + 1, total, stats["loss"], stats["accuracy"])
         stage.end_epoch(epoch, seconds, model=net.state_dict(), optimizer=optimizer.state_dict(),
                         scheduler=scheduler.state_dict(), rng=rng_state(generators))
         if on_epoch is not None:

@@ -213,6 +213,7 @@ def get_rank_inputs(wc):
         "code": code("06_rank_supernet", wc.space),
         "warmup": path("warmup", **dict(wc.items())),
         "supernets": [path("searched_supernet", **{**dict(wc.items()), "method": m}) for m in config["methods"]],
+        "results": [path("search_result", **{**dict(wc.items()), "method": m}) for m in config["methods"]],
         "ground_truth": ground_truth_files(wc.dataset),
         "tables": nb201_table_files(wc.space),
     }

@@ -73,6 +73,7 @@ class Space:
     has_benchmark_table: bool = False  # NAS-Bench-201's accuracy table scores its cells
     alpha_shape: tuple[int, ...] = ()  # GDAS's and DARTS's edge logits
     retrain_generators: tuple[str, ...] = ("init", "data")  # seeded streams of stage 5
+    parameter_free_ops: tuple[str, ...] = ()  # ops without weights (a single-path supernet's easy favourites)
 
     @property
     def options(self) -> dict:
@@ -128,6 +129,13 @@ class Space:
     def op_choices(self, archs: Tensor) -> Tensor:
         """The positions of (B, positions) encodings that hold ops (the others choose inputs)."""
         return archs
+
+    def parameter_free_share(self, cells) -> float:
+        """The share of the op choices of `cells` (encodings or texts) that are parameter-free ops."""
+        archs = torch.tensor([list(self.parse(c) if isinstance(c, str) else c) for c in cells], dtype=torch.long)
+        ops = self.op_choices(archs).flatten()
+        free = torch.tensor([self.ops.index(o) for o in self.parameter_free_ops], dtype=torch.long)
+        return float(torch.isin(ops, free).double().mean()) if ops.numel() else float("nan")
 
     def num_cells(self) -> int:
         """How many cells the space holds."""

@@ -42,6 +42,17 @@ DEFAULT_RETRAIN = {
 }
 
 
+SUBSETS = ("all", "tuning", "held-out")
+
+
+def is_held_out(arch: str) -> bool:
+    """Whether a table cell (its canonical text) is held out: regimes and defaults are chosen on the other
+    ("tuning") cells only, and figures that claim a result are given on these."""
+    import hashlib
+
+    return int(hashlib.sha256(arch.encode()).hexdigest(), 16) % 2 == 1
+
+
 class GroundTruthError(ValueError):
     """A ground-truth table file that cannot be used; the message names the file and the fix."""
 
@@ -100,6 +111,13 @@ class GroundTruthTable:
         """(seed 0, seed 1) accuracy of a cell (text or op indices), None when the table lacks it."""
         i = self._index.get(spaces.get(SPACE).canonical_text(arch))
         return None if i is None else tuple(float(self.frame.loc[i, c]) for c in COLUMNS[1:])
+
+    def subset(self, name: str) -> list[str]:
+        """The table's cells of subset `name` (all, tuning, held-out), in the table's order."""
+        if name not in SUBSETS:
+            raise ValueError(f"ranking.subset must be one of {', '.join(SUBSETS)}, got {name!r}")
+        cells = list(self.frame["arch"])
+        return cells if name == "all" else [a for a in cells if is_held_out(a) == (name == "held-out")]
 
     def mean(self) -> pd.Series:
         """The cells' accuracy, the mean of the two seeds, indexed by cell."""

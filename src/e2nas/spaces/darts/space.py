@@ -51,6 +51,7 @@ class DartsSpace(Space):
     alpha_shape = (len(darts.CELL_TYPES), 14, len(darts.OPS))
     retrain_generators = ("init", "data", "drop_path")
     config_classes = CONFIG_CLASSES
+    parameter_free_ops = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect")
 
     def __init__(self, distinct_inputs: bool = True):
         self.distinct_inputs = bool(distinct_inputs)

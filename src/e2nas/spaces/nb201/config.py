@@ -13,11 +13,15 @@ class Nb201SupernetConfig(SupernetConfig):
     """Config section `supernet` of the NB201 space."""
 
     cells_per_stage: int = 1  # N, search cells per stage (paper: 5)
+    # Few-shot NAS: one sub-supernet per op of this edge (0-5, the benchmark's edge order); None: one-shot.
+    split_edge: int | None = None
 
     def __post_init__(self):
         super().__post_init__()
         if self.cells_per_stage < 1:
             raise ValueError(f"supernet: cells_per_stage must be >= 1, got {self.cells_per_stage}")
+        if self.split_edge is not None and not 0 <= self.split_edge < 6:
+            raise ValueError(f"supernet.split_edge must be an edge index 0-5 (or null), got {self.split_edge}")
 
 
 @dataclass

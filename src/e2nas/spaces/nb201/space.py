@@ -33,6 +33,7 @@ class Nb201Space(Space):
     alpha_shape = (cells.NUM_EDGES, len(cells.OPS))
     supports_grouped_paths = True
     config_classes = CONFIG_CLASSES
+    parameter_free_ops = ("none", "skip_connect", "avg_pool_3x3")
 
     def format(self, cell) -> str:
         return cells.format_arch(cell)
@@ -62,11 +63,24 @@ class Nb201Space(Space):
         return tuple(alpha.detach().argmax(dim=-1).tolist())
 
     def build_supernet(self, cfg, num_classes: int, in_channels: int) -> nn.Module:
-        return self.part("supernet").SuperNet(cfg.channels, cfg.cells_per_stage, num_classes, in_channels)
+        """The one-shot supernet, or with `supernet.split_edge` the few-shot one (a sub-supernet per op there)."""
+        supernet = self.part("supernet")
+        if cfg.split_edge is not None:
+            return supernet.FewShotSuperNet(cfg.channels, cfg.cells_per_stage, num_classes, in_channels, cfg.split_edge)
+        return supernet.SuperNet(cfg.channels, cfg.cells_per_stage, num_classes, in_channels)
 
     def grouped_losses(self, net: nn.Module, x: Tensor, y: Tensor, paths: list[Cell]) -> Tensor:
-        """The losses of several single paths on one batch in one grouped pass (e2nas.spaces.nb201.grouped)."""
-        return self.part("grouped").grouped_losses(net, x, y, paths)
+        """The losses of several single paths on one batch in one grouped pass (e2nas.spaces.nb201.grouped);
+        on a few-shot supernet one pass per sub-supernet the paths run on."""
+        grouped = self.part("grouped")
+        if not hasattr(net, "subnets"):
+            return grouped.grouped_losses(net, x, y, paths)
+        losses: list[Tensor | None] = [None] * len(paths)
+        for sub in dict.fromkeys(int(p[net.split_edge]) for p in paths):
+            idx = [i for i, p in enumerate(paths) if int(p[net.split_edge]) == sub]
+            for i, loss in zip(idx, grouped.grouped_losses(net.subnets[sub], x, y, [paths[i] for i in idx]).unbind()):
+                losses[i] = loss
+        return torch.stack(losses)
 
     def build_network(self, cell, cfg, num_classes: int, in_channels: int) -> nn.Module:
         return self.part("network").FixedNet(cell, cfg.channels, cfg.cells_per_stage, num_classes, in_channels)

@@ -128,3 +128,53 @@ class SuperNet(Skeleton):
         return [p for cell in self.search_cells() for p in cell.edges[edge][op].parameters()]
 
 
+
+class FewShotSuperNet(nn.Module):
+    """Few-shot NAS (Zhao et al., ICML 2021) on NB201: one sub-supernet per op of edge `split_edge`.
+
+    Every sub-supernet is a whole `SuperNet`; a cell always runs on the sub-supernet of its op on the
+    split edge (`sub`), so a single-path step costs what it costs on the one-shot supernet, and the
+    straight-through term of the split edge still reaches every op's probability (its Σ_{k≠a} h_k
+    runs inside the chosen sub-supernet). The DARTS mixture mixes the sub-supernets' logits weighted
+    by the split edge's probabilities, each sub-supernet running its own mixture on the other edges
+    (so a mixture step costs |ops| mixtures). The warm-up trains `subnets[0]` as the one-shot
+    supernet, copies it into every sub-supernet, then trains each on its own sub-space.
+    """
+
+    def __init__(self, C: int, N: int, num_classes: int, in_channels: int, split_edge: int):
+        super().__init__()
+        if not 0 <= split_edge < NUM_EDGES:
+            raise ValueError(f"supernet.split_edge must be an edge index 0-{NUM_EDGES - 1}, got {split_edge}")
+        self.C, self.N, self.split_edge = C, N, split_edge
+        self.subnets = nn.ModuleList(SuperNet(C, N, num_classes, in_channels) for _ in OPS)
+
+    def sub(self, arch: Sequence[int]) -> SuperNet:
+        """The sub-supernet a cell runs on: that of its op on the split edge."""
+        return self.subnets[int(arch[self.split_edge])]
+
+    def forward(self, x: Tensor, arch: Sequence[int], weights: Tensor | None = None) -> Tensor:
+        return self.sub(arch)(x, arch, weights)
+
+    def forward_mixture(self, x: Tensor, probs: Tensor) -> Tensor:
+        """Σ_a p[split, a] · logits of sub-supernet a, which runs op a on the split edge and the mixture elsewhere."""
+        out = None
+        for a, net in enumerate(self.subnets):
+            own = probs.detach().new_zeros(probs.shape[-1])
+            own[a] = 1.0
+            rows = torch.cat([probs[: self.split_edge], own.unsqueeze(0), probs[self.split_edge + 1 :]])
+            term = probs[self.split_edge, a] * net.forward_mixture(x, rows)
+            out = term if out is None else out + term
+        return out
+
+    def spread_one_shot(self) -> None:
+        """Copy the one-shot supernet (`subnets[0]`) into every sub-supernet: where each starts from."""
+        state = self.subnets[0].state_dict()
+        for net in self.subnets[1:]:
+            net.load_state_dict(state)
+
+    def search_cells(self) -> list[SearchCell]:
+        return [c for net in self.subnets for c in net.search_cells()]
+
+    def op_parameters(self, edge: int, op: int) -> list[nn.Parameter]:
+        """Every parameter of op `op` on edge `edge`, over all search cells of every sub-supernet."""
+        return [p for net in self.subnets for p in net.op_parameters(edge, op)]
