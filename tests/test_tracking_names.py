@@ -37,24 +37,25 @@ def write_notebook(path, source="print('hello from the stage')"):
 @pytest.mark.parametrize(
     "stage, tags, name",
     [
-        ("search_architecture", SEARCH_TAGS, "search_architecture e2nas seed0"),
-        ("pretrain_vgae", {"space": "nb201"}, "pretrain_vgae"),
-        ("warmup_supernet", {"space": "nb201", "dataset": "fashion-mnist", "seed": "0"}, "warmup_supernet seed0"),
-        ("retrain_cell", {"dataset": "fashion-mnist", "method": "random", "seed": 2}, "retrain_cell random seed2"),
+        ("search_architecture", SEARCH_TAGS, "e2nas seed0 · search"),
+        ("pretrain_vgae", {"space": "nb201"}, "nb201 · vgae"),
+        ("warmup_supernet", {"space": "nb201", "dataset": "fashion-mnist", "seed": "0"}, "seed0 · warm-up"),
+        ("retrain_cell", {"dataset": "fashion-mnist", "method": "random", "seed": 2}, "random seed2 · retrain"),
         ("report", {"space": "nb201", "method": None, "seed": None}, "report"),
     ],
 )
-def test_run_names_say_rule_method_and_seed(stage, tags, name):
+def test_run_names_lead_with_what_tells_siblings_apart(stage, tags, name):
     assert tracking.run_name(stage, tags) == name
-    assert " " not in tracking.artifact_stem(name) and tracking.artifact_stem(name).startswith(stage)
+    stem = tracking.artifact_stem(stage, tags)
+    assert " " not in stem and stem.startswith(stage) and all(p in stem for p in name.split(" · ")[0].split() if p != "nb201")
 
 
 def test_stage_runs_carry_their_names_in_the_store(store):
     results, client = store
     search = tracking.start_stage_run("exp", "search_architecture", {}, SEARCH_TAGS, None, results)
     vgae = tracking.start_stage_run("exp", "pretrain_vgae", {}, {"space": "nb201"}, None, results)
-    assert client().get_run(search.run_id).info.run_name == "search_architecture e2nas seed0"
-    assert client().get_run(vgae.run_id).info.run_name == "pretrain_vgae"
+    assert client().get_run(search.run_id).info.run_name == "e2nas seed0 · search"
+    assert client().get_run(vgae.run_id).info.run_name == "nb201 · vgae"
     # Outside a pipeline (no $E2NAS_INVOCATION) a run stands alone.
     assert tracking.PARENT_RUN_ID_TAG not in client().get_run(search.run_id).data.tags
 

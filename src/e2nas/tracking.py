@@ -3,7 +3,7 @@
 Defaults: the embedded store `sqlite:///results/mlflow.db` with artifacts under
 `results/mlartifacts`; `MLFLOW_TRACKING_URI` points everything at a team server instead.
 One MLflow run per stage invocation, in one experiment per config `run`, named
-`{rule} {method} seed{seed}` (the parts a stage has). A notebook opens its run with
+`{method} seed{seed} · {stage}` (the parts a stage has, see `run_name`). A notebook opens its run with
 `start_stage_run` and records the run id in a small file; the rule's step after papermill
 (`finish_stage_run`) logs the executed notebook (.ipynb and .html) and ends the run, so the
 notebook is logged complete, also when the stage failed.
@@ -320,19 +320,29 @@ def _experiment_id(client, uri: str, name: str, results_dir) -> str:
         return exp.experiment_id
 
 
-def run_name(stage: str, tags: dict[str, Any]) -> str:
-    """`{rule} {method} seed{seed}`, the parts a stage has: `search_architecture e2nas seed0`, `pretrain_vgae`."""
-    parts = [stage]
-    if tags.get("method") is not None:
-        parts.append(str(tags["method"]))
+# A stage's short name in its run name (the rule names are long and alike: MLflow's narrow name column cut them).
+STAGE_NAMES = {"build_graphs": "graphs", "pretrain_vgae": "vgae", "warmup_supernet": "warm-up", "search_architecture": "search",
+               "retrain_cell": "retrain", "rank_supernet": "ranking", "report": "report"}
+
+
+def _parts(tags: dict[str, Any]) -> list[str]:
+    """What tells one stage invocation from its siblings: method and seed (the space for the space-wide stages)."""
+    parts = [str(tags["method"])] if tags.get("method") is not None else []
     if tags.get("seed") is not None:
         parts.append(f"seed{tags['seed']}")
-    return " ".join(parts)
+    return parts
 
 
-def artifact_stem(name: str) -> str:
-    """A run name as a file name: `search_architecture-e2nas-seed0`."""
-    return re.sub(r"[^\w.+-]+", "-", name).strip("-") or "notebook"
+def run_name(stage: str, tags: dict[str, Any]) -> str:
+    """What tells siblings apart first, then the stage: `e2nas seed0 · search`, `seed1 · warm-up`, `nb201 · vgae`, `report`."""
+    parts = _parts(tags) or ([str(tags["space"])] if tags.get("space") is not None and stage != "report" else [])
+    short = STAGE_NAMES.get(stage, stage)
+    return f"{' '.join(parts)} · {short}" if parts else short
+
+
+def artifact_stem(stage: str, tags: dict[str, Any]) -> str:
+    """A stage invocation as a file name, rule first so the files sort by stage: `search_architecture-e2nas-seed0`."""
+    return re.sub(r"[^\w.+-]+", "-", " ".join([stage, *_parts(tags)])).strip("-") or "notebook"
 
 
 def _search_all(client, uri: str, exp_id: str, filter_string: str) -> list:
@@ -477,6 +487,20 @@ class StageRun:
         if self.active:
             _call(self.uri, self.client.log_dict, self.run_id, data, name)
 
+    def child(self, name: str, params: dict | None = None, metrics: dict | None = None, tags: dict | None = None) -> StageRun:
+        """A run nested under this one (e.g. one training of a random search), finished, with params and metrics."""
+        if not self.active:
+            return StageRun(None, "", None)
+        parent = _call(self.uri, self.client.get_run, self.run_id)
+        inherited = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
+        run = _call(self.uri, self.client.create_run, parent.info.experiment_id, run_name=name,
+                    tags={**inherited, **{k: str(v) for k, v in (tags or {}).items()}, PARENT_RUN_ID_TAG: self.run_id})
+        child = StageRun(self.client, self.uri, run.info.run_id)
+        child.log_params(params or {})
+        child.log_metrics(metrics or {})
+        _call(self.uri, self.client.set_terminated, child.run_id, "FINISHED")
+        return child
+
     def epoch_logger(self, prefix: str = "") -> Callable:
         """An `on_epoch` callback for the training loops: `(epoch, metrics)` or `(record)` with an "epoch" key."""
 
@@ -514,7 +538,7 @@ def start_stage_run(
 ) -> StageRun:
     """Open the MLflow run of one stage invocation and record its id in `run_file`.
 
-    Named `{stage} {method} seed{seed}` (see `run_name`). Tags: the given ones (space, dataset,
+    Named `{method} seed{seed} · {stage}` (see `run_name`). Tags: the given ones (space, dataset,
     method, seed, ...) plus stage, git commit and the pipeline invocation ($E2NAS_INVOCATION, set
     once per `snakemake` call); with $E2NAS_INVOCATION set, the run is nested under that call's
     parent run `pipeline {invocation}` (created here by the first job that needs it).
@@ -606,7 +630,7 @@ def finish_stage_run(
         run = start_stage_run(experiment, stage, {}, tags or {}, None, results_dir)
     info = _call(run.uri, run.client.get_run, run.run_id)
     if Path(notebook).exists():
-        stem = artifact_stem(info.info.run_name or run_name(stage, tags or {}))
+        stem = artifact_stem(stage, tags or {})
         with tempfile.TemporaryDirectory() as tmp:
             named = Path(tmp) / f"{stem}.ipynb"
             shutil.copyfile(notebook, named)
