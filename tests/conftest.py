@@ -145,7 +145,7 @@ def planned_jobs(pipe) -> list[tuple[str, str]]:
     """(rule, wildcards) of every job a dry run would start."""
     out = snakemake(pipe["project"], pipe["workdir"], "-n", "--cores", "1", env=pipeline_env(), profile=pipe["profile"])
     assert out.returncode == 0, out.stderr
-    blocks = re.split(r"^(?:local)?rule (\w+):$", out.stdout + out.stderr, flags=re.M)[1:]
+    blocks = re.split(r"^(?:local)?(?:rule|checkpoint) (\w+):$", out.stdout + out.stderr, flags=re.M)[1:]
     jobs = []
     for rule, body in zip(blocks[::2], blocks[1::2]):
         wildcards = re.search(r"^\s+wildcards: (.*)$", body, flags=re.M)

@@ -29,6 +29,7 @@ TEMPLATES = {
     "search_result": "{run}/search/{dataset}/{space}/{method}/seed{seed}/result.json",
     "searched_supernet": "{run}/search/{dataset}/{space}/{method}/seed{seed}/supernet.pt",
     "retrain_metrics": "{run}/retrain/{dataset}/{space}/{method}/seed{seed}/metrics.json",
+    "judge_metrics": "{run}/judge/{dataset}/{space}/{cell}/seed{seed}/metrics.json",
     "ranking": "{run}/ranking/{dataset}/{space}/seed{seed}.json",
     "report_summary": "{run}/report/summary.csv",
     "report_html": "{run}/report/report.html",
@@ -43,12 +44,14 @@ STAGES = {
     "pretrain_vgae": ("{space}", {"model": "vgae_model", "metrics": "vgae_metrics"}),
     "warmup_supernet": ("{dataset}/{space}/seed{seed}", {"warmup": "warmup"}),
     "search_architecture": ("{dataset}/{space}/{method}/seed{seed}", {"result": "search_result", "supernet": "searched_supernet"}),
+    "search_standalone": ("{dataset}/{space}/{method}/seed{seed}", {"result": "search_result"}),
     "retrain_cell": ("{dataset}/{space}/{method}/seed{seed}", {"metrics": "retrain_metrics"}),
+    "judge_cell": ("{dataset}/{space}/{cell}/seed{seed}", {"metrics": "judge_metrics"}),
     "rank_supernet": ("{dataset}/{space}/seed{seed}", {"ranking": "ranking"}),
     "report": ("", {"summary": "report_summary", "html": "report_html"}),
 }
 # The stages that train in epochs and keep a resumable checkpoint.
-EPOCH_STAGES = ("warmup_supernet", "search_architecture", "retrain_cell")
+EPOCH_STAGES = ("warmup_supernet", "search_architecture", "search_standalone", "retrain_cell", "judge_cell")
 # Wildcards whose values are whole numbers; the others are one path segment each.
 INTEGER_WILDCARDS = ("seed",)
 _FIELD = re.compile(r"\{(\w+)\}")
@@ -115,6 +118,13 @@ def stage_files(rule: str, run: str, inputs=None, outputs=None, checkpoint_file=
     return (inputs if inputs is not None else stage_inputs(rule, run=run, methods=methods, **wildcards),
             outputs if outputs is not None else stage_outputs(rule, run=run, **wildcards),
             checkpoint_file if checkpoint_file is not None or rule not in EPOCH_STAGES else checkpoint(rule, run=run, **wildcards))
+
+
+def cell_key(text: str) -> str:
+    """A cell's canonical text as one path segment: `cell-` and the first 10 hex digits of its sha1."""
+    import hashlib
+
+    return f"cell-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
 
 
 def parameters_file(rule: str, digest: str) -> str:

@@ -6,7 +6,13 @@ Kept free of torch so the Snakefile can read them without importing the library'
 
 E2NAS_METHODS = ("e2nas", "e2nas-noexplore", "e2nas-nocomplement")
 BASELINE_METHODS = ("darts", "gdas", "rsps")
-METHODS = E2NAS_METHODS + BASELINE_METHODS
+SUPERNET_METHODS = E2NAS_METHODS + BASELINE_METHODS  # search on the warmed-up supernet (stage 6 ranks theirs)
+# What a user would do instead, with no supernet, warm-up or VGAE: a few short stand-alone trainings, or the
+# best of many cells by a zero-cost score.
+RANDOM_SEARCH = "random-search"
+ZERO_COST_METHODS = ("params", "synflow")
+STANDALONE_METHODS = (RANDOM_SEARCH, *ZERO_COST_METHODS)
+METHODS = SUPERNET_METHODS + STANDALONE_METHODS
 # Not a search: a uniformly drawn cell of the space, retrained as the report's reference.
 RANDOM_METHOD = "random"
 # Not a search either: a published or given cell (config `references`), retrained beside the found
@@ -25,4 +31,7 @@ METHOD_MODULES = {
     "darts": "baselines",
     "gdas": "baselines",
     "rsps": "baselines",
+    "random-search": "standalone",
+    "params": "standalone",
+    "synflow": "standalone",
 }

@@ -36,16 +36,19 @@ NB201_KEYS = ("cifar10", "cifar100", "imagenet16_120")
 KEYS = ("dataset", "space", "method", "seed")
 # Columns only NB201 cells have: the benchmark table's accuracies and their percentile, and the
 # percentile of the retrain accuracy in the ground-truth table (retrained under its protocol).
-NB201_COLUMNS = (*(f"nb201_{k}" for k in NB201_KEYS), "percentile_cifar10", "ground_truth_percentile")
+NB201_COLUMNS = (*(f"nb201_{k}" for k in NB201_KEYS), "percentile_cifar10", "ground_truth_percentile",
+                 "ground_truth_percentile_single")
 COLUMNS = (
     *KEYS,
     "arch",
     *NB201_COLUMNS,
     "test_accuracy",
+    "judge_trainings",
     "protocol",
     "params",
     "flops",
     "search_seconds",
+    "cpu_seconds",
     "train_seconds",
 )
 
@@ -85,7 +88,7 @@ def _search_row(path: str, table) -> dict:
     nb = res.get("nb201") if in_table else None
     if nb is None and table is not None and in_table:
         nb = table.lookup(arch)  # stage 4 ran without a table; the report has one
-    row = {**keys, "arch": arch, "search_seconds": res.get("search_seconds", math.nan)}
+    row = {**keys, "arch": arch, "search_seconds": res.get("search_seconds", math.nan), "cpu_seconds": res.get("cpu_seconds", math.nan)}
     row.update({f"nb201_{k}": float(nb[k]) if nb and nb.get(k) is not None else math.nan for k in NB201_KEYS})
     value = row["nb201_cifar10"]
     row["percentile_cifar10"] = table.percentile(value, "cifar10") if table is not None and value == value else math.nan
@@ -98,6 +101,8 @@ def _retrain_row(path: str) -> dict:
     row = {**keys, "retrain_arch": _arch_text(res["arch"], keys["space"])}
     row.update({k: float(res.get(k, math.nan)) for k in ("test_accuracy", "params", "flops", "train_seconds")})
     row["protocol"] = res.get("protocol") or "config"
+    # Judged by several trainings (retrain.judge_seeds): each one's accuracy, for their percentiles.
+    row["judge_accuracies"] = [t["test_accuracy"] for t in res.get("judge_trainings") or []] or [row["test_accuracy"]]
     return row
 
 
@@ -134,8 +139,14 @@ def collect_results(search_files: list[str], retrain_files: list[str], table=Non
             if nb:
                 df.at[i, "percentile_cifar10"] = table.percentile(float(nb["cifar10"]), "cifar10")
     on_protocol = df["protocol"].eq("ground-truth") & (ground_truth is not None)
-    df["ground_truth_percentile"] = [ground_truth.percentile(a) if ok else math.nan
-                                     for a, ok in zip(df["test_accuracy"], on_protocol)]
+    # The mean over a cell's trainings of each one's percentile among the table's single trainings (one
+    # training: its own); the first training's alone beside it.
+    judged = df["judge_accuracies"] if "judge_accuracies" in df else pd.Series([[]] * len(df), index=df.index)
+    df["ground_truth_percentile"] = [float(np.mean([ground_truth.percentile(a) for a in accs])) if ok and accs else math.nan
+                                     for accs, ok in zip(judged, on_protocol)]
+    df["ground_truth_percentile_single"] = [ground_truth.percentile(accs[0]) if ok and accs else math.nan
+                                            for accs, ok in zip(judged, on_protocol)]
+    df["judge_trainings"] = [len(accs) if isinstance(accs, list) else 0 for accs in judged]
     nb201_rows = df.empty or any(spaces.get(name).has_benchmark_table for name in df["space"].unique())
     df = df.reindex(columns=[c for c in COLUMNS if nb201_rows or c not in NB201_COLUMNS])
     df["seed"] = df["seed"].astype(int)

@@ -46,7 +46,7 @@ def stage_settings(retrain: dict, data: dict, dataset: str, space: Space | str):
         return space.config("retrain", retrain), DataConfig(**data)
     from e2nas.tables.fashion_mnist import PROTOCOL_JSON, GroundTruthTable
 
-    others = sorted(set(retrain) - {"protocol"})
+    others = sorted(set(retrain) - {"protocol", "judge_seeds"})
     if others:  # a profile given with --configfile inherits config/config.yaml's retrain keys
         log.info("retrain.protocol %s: the table's protocol (%s) sets every retrain setting; ignoring retrain.%s",
                  GROUND_TRUTH, PROTOCOL_JSON, ", retrain.".join(others))
@@ -58,7 +58,8 @@ def stage_settings(retrain: dict, data: dict, dataset: str, space: Space | str):
         raise ValueError(f"the ground-truth table holds {table.space} cells, but this run searches the {space.name} space: "
                          f"remove retrain.protocol from the config")
     protocol = table.protocol
-    return (space.config("retrain", {**protocol.retrain, "protocol": GROUND_TRUTH}),
+    judges = {"judge_seeds": list(retrain["judge_seeds"])} if retrain.get("judge_seeds") else {}
+    return (space.config("retrain", {**protocol.retrain, "protocol": GROUND_TRUTH, **judges}),
             DataConfig(split_seed=protocol.split_seed, subset_per_half=None))
 
 
@@ -155,6 +156,48 @@ def run_retrain(
                                                         "retrain": asdict(cfg)}}
     stage.finish({**model, metrics_path: metrics})
     return metrics, history
+
+
+def run_job(dataset: str, arch: str, cfg: RetrainConfig, data_cfg, seed: int, inputs: dict, outputs: dict,
+            checkpoint_path, *, space: Space | str, device="cpu", on_epoch=None, keep_checkpoint: bool = False):
+    """One stage-5 job: (metrics, history) of `arch` trained from scratch (`run_retrain` on `dataset`), or, with
+    `inputs["judged"]` (retrain.judge_seeds), the summary of the cell's judge trainings (no history)."""
+    if inputs.get("judged"):
+        return judge_summary(arch, inputs["judged"], outputs["metrics"], space), None
+    from e2nas.data import load_dataset, split_for
+
+    data = load_dataset(dataset)
+    return run_retrain(data, split_for(data, data_cfg), arch, cfg, seed, outputs["metrics"], checkpoint_path, device=device,
+                       on_epoch=on_epoch, space=space, keep_checkpoint=keep_checkpoint)
+
+
+def judge_summary(arch: str, judged: list[str | os.PathLike], metrics_path: str | os.PathLike, space: Space | str) -> dict:
+    """metrics.json of a found cell judged by several trainings (rule judge_cell, retrain.judge_seeds): the mean
+    test accuracy, every training (`judge_trainings`: seed, test accuracy, seconds), the network's size;
+    written atomically. Each training must be of `arch`."""
+    import json
+
+    from e2nas.checkpoint import write_json
+
+    text = spaces.resolve(space).canonical_text(arch)
+    trainings = []
+    for path in judged:
+        try:
+            m = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"judge training {path} is unreadable ({exc}); rerun rule judge_cell for it") from None
+        if m["arch"] != text:
+            raise CheckpointError(f"judge training {path} trained {m['arch']}, not {text}; delete it and rerun")
+        trainings.append({"seed": m["seed"], "test_accuracy": m["test_accuracy"], "train_seconds": m["train_seconds"]})
+    first = json.loads(Path(judged[0]).read_text())
+    metrics = {
+        "arch": text, "space": first["space"], "test_accuracy": sum(t["test_accuracy"] for t in trainings) / len(trainings),
+        "params": first["params"], "flops": first["flops"], "train_seconds": sum(t["train_seconds"] for t in trainings),
+        "dataset": first["dataset"], "seed": None, "epochs": first["epochs"], "protocol": first["protocol"],
+        "test_images": first["test_images"], "judge_trainings": trainings, "history": first["history"],
+    }
+    write_json(metrics, metrics_path)
+    return metrics
 
 
 def found_arch(result_path: str | os.PathLike | None, seed: int, space: Space | str) -> str:

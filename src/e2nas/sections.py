@@ -11,7 +11,7 @@ Torch-free: the space packages' cores import it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 LR_SCHEDULES = ("epoch", "step")
 GROUND_TRUTH = "ground-truth"
@@ -69,8 +69,14 @@ class RetrainConfig:
     # "ground-truth": every setting (and the data split) comes from the ground-truth table's
     # protocol (e2nas.tables.fashion_mnist), so a found cell's test accuracy has a percentile there.
     protocol: str | None = None
+    # With the protocol: each found cell trained once per seed here (a cell found twice trains once per seed);
+    # its percentile is the mean of the trainings' percentiles. Empty: one retraining with the run's seed.
+    judge_seeds: list[int] = field(default_factory=list)
 
     def __post_init__(self):
+        if self.judge_seeds and self.protocol is None:
+            raise ValueError("retrain.judge_seeds needs retrain.protocol ground-truth: the trainings that judge a cell "
+                             "are trainings of the ground-truth table's protocol")
         for name in ("epochs", "batch_size", "channels", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"retrain.{name} must be >= 1, got {getattr(self, name)}; fix it in the config")

@@ -87,7 +87,7 @@ def read(path: Path):
 def started_and_finished(log: Path) -> tuple[dict[str, str], set[str]]:
     """{jobid: rule} of the jobs a snakemake log started, and the jobids it finished."""
     text = log.read_text() if log.exists() else ""
-    started = {job: rule for rule, job in re.findall(r"^(?:local)?rule (\w+):\n(?:[ \t]+.*\n)*?[ \t]+jobid: (\d+)", text, re.M)}
+    started = {job: rule for rule, job in re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):\n(?:[ \t]+.*\n)*?[ \t]+jobid: (\d+)", text, re.M)}
     return started, set(re.findall(r"^Finished jobid: (\d+)", text, re.M))
 
 

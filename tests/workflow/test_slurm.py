@@ -111,7 +111,7 @@ def slurm_env(cluster: LocalSlurm, uri: str) -> dict:
 
 def local_jobs(log: str) -> list[tuple[str, str]]:
     """(rule, wildcard values joined by '_') of every job in a local run's log: the plugin's job comment."""
-    blocks = re.split(r"^(?:local)?rule (\w+):$", log, flags=re.M)[1:]
+    blocks = re.split(r"^(?:local)?(?:rule|checkpoint) (\w+):$", log, flags=re.M)[1:]
     jobs = []
     for rule, body in zip(blocks[::2], blocks[1::2]):
         wildcards = re.search(r"^\s+wildcards: (.*)$", body, flags=re.M)
@@ -159,14 +159,15 @@ def run_structure(client, run) -> dict:
 
 
 def test_profiles_name_only_rules_of_the_workflow_and_ask_gpus_only_in_slurm_gpu():
-    rules = set(re.findall(r"^rule (\w+):", "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")), re.M))
+    rules = set(re.findall(r"^(?:rule|checkpoint) (\w+):", "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")), re.M))
     for name in ("slurm", "slurm-gpu"):
         profile = yaml.safe_load((REPO / "profiles" / name / "config.yaml").read_text())
         assert profile["executor"] == "slurm" and profile["slurm-status-command"] == "squeue"
         named = set(profile.get("set-threads", {})) | set(profile.get("set-resources", {}))
         assert named and named <= rules, named - rules
         gpu = {rule for rule, res in profile.get("set-resources", {}).items() if res.get("gpu")}
-        assert gpu == ({"pretrain_vgae", "warmup_supernet", "search_architecture", "retrain_cell", "report"} if name == "slurm-gpu" else set())
+        assert gpu == ({"pretrain_vgae", "warmup_supernet", "search_architecture", "search_standalone", "retrain_cell", "judge_cell",
+                       "report"} if name == "slurm-gpu" else set())
         assert not {"slurm_account", "slurm_partition"} & {k for res in profile.get("set-resources", {}).values() for k in res}
 
 
@@ -175,7 +176,7 @@ def test_gpu_profile_resources_reach_the_jobs(tmp_path):
     """A dry run through profiles/slurm-gpu: every training job asks one GPU, cpus follow threads, runtime in minutes."""
     out = snakemake(REPO, tmp_path / "work", "-n", "--cores", "8", "--profile", str(REPO / "profiles" / "slurm-gpu"), env=pipeline_env())
     assert out.returncode == 0, out.stderr[-3000:]
-    blocks = dict(re.findall(r"^rule (\w+):$(.*?)(?=^\S|\Z)", out.stdout + out.stderr, flags=re.M | re.S))
+    blocks = dict(re.findall(r"^(?:rule|checkpoint) (\w+):$(.*?)(?=^\S|\Z)", out.stdout + out.stderr, flags=re.M | re.S))
     search = blocks["search_architecture"]
     assert re.search(r"resources: .*\bgpu=1\b", search) and "runtime=1440" in search and "threads: 8" in search  # Slurm: cpus_per_task = threads
     assert "gpu=" not in blocks["build_graphs"]

@@ -36,7 +36,7 @@ def planned(out: subprocess.CompletedProcess) -> list[dict]:
     """Every job of a dry run (`-n -p`): rule, wildcards, input and output files, shell command, and the
     text of the parameters file the command hands papermill (relative to the run's -d folder)."""
     workdir = Path(out.args[out.args.index("-d") + 1])
-    blocks = re.split(r"^(?:local)?rule (\w+):$", out.stdout + out.stderr, flags=re.M)[1:]
+    blocks = re.split(r"^(?:local)?(?:rule|checkpoint) (\w+):$", out.stdout + out.stderr, flags=re.M)[1:]
     jobs = []
     for rule, body in zip(blocks[::2], blocks[1::2]):
         field = lambda name, body=body: (re.search(rf"^\s+{name}: (.*)$", body, flags=re.M) or [None, ""])[1]

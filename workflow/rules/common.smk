@@ -15,7 +15,9 @@ ROOT = Path(workflow.basedir)
 sys.path.insert(0, str(ROOT / "src"))
 from e2nas import layout  # noqa: E402 (torch-free: no library numerics at parse time)
 from e2nas.code_inputs import stage_code  # noqa: E402
-from e2nas.names import BASELINE_METHODS, E2NAS_METHODS, RANDOM_METHOD, REFERENCE_PREFIX, is_reference  # noqa: E402
+from e2nas.names import (  # noqa: E402
+    E2NAS_METHODS, RANDOM_METHOD, REFERENCE_PREFIX, STANDALONE_METHODS, SUPERNET_METHODS, is_reference,
+)
 
 
 def here(path):
@@ -92,7 +94,7 @@ def path(kind, **wildcards):
 
 
 # Each rule's outputs and log as patterns over its wildcards, from the layout.
-PATTERN = {name: f"{{{name}}}" for name in ("dataset", "space", "method", "seed")}
+PATTERN = {name: f"{{{name}}}" for name in ("dataset", "space", "method", "seed", "cell")}
 
 
 def outputs(rule_name):
@@ -113,7 +115,7 @@ def checkpoint_path(rule_name, wc):
 # cpus_per_task follows the threads).
 STAGE_RESOURCES = {
     "build_graphs": (2000, 15), "pretrain_vgae": (4000, 60), "warmup_supernet": (4000, 120),
-    "search_architecture": (4000, 240), "retrain_cell": (4000, 240), "rank_supernet": (4000, 60), "report": (4000, 60),
+    "search_architecture": (4000, 240), "search_standalone": (4000, 240), "retrain_cell": (4000, 240), "judge_cell": (4000, 60), "rank_supernet": (4000, 60), "report": (4000, 60),
 }
 
 
@@ -212,8 +214,8 @@ def get_rank_inputs(wc):
         "notebook": notebook("06_rank_supernet"),
         "code": code("06_rank_supernet", wc.space),
         "warmup": path("warmup", **dict(wc.items())),
-        "supernets": [path("searched_supernet", **{**dict(wc.items()), "method": m}) for m in config["methods"]],
-        "results": [path("search_result", **{**dict(wc.items()), "method": m}) for m in config["methods"]],
+        "supernets": [path("searched_supernet", **{**dict(wc.items()), "method": m}) for m in supernet_methods()],
+        "results": [path("search_result", **{**dict(wc.items()), "method": m}) for m in supernet_methods()],
         "ground_truth": ground_truth_files(wc.dataset),
         "tables": nb201_table_files(wc.space),
     }
@@ -259,6 +261,56 @@ def get_search_inputs(wc):
     return inputs
 
 
+def supernet_methods():
+    """The configured methods that search on the supernet (stage 6 ranks their searched supernets)."""
+    return [m for m in config["methods"] if m in SUPERNET_METHODS]
+
+
+def judge_seeds():
+    """retrain.judge_seeds: each found cell trained once per seed under the table's protocol ([]: one retrain)."""
+    return list(section("retrain").get("judge_seeds") or [])
+
+
+def found_cell(dataset, space, method, seed):
+    """The canonical text of the cell a (dataset, method, seed) retrains: a reference's, the seeded random cell,
+    or what its search found (read from its result once the search checkpoint has run)."""
+    from e2nas.retrain import found_arch
+
+    if is_reference(method):
+        return reference_cells()[method]
+    if method == RANDOM_METHOD:
+        return found_arch(None, int(seed), space)
+    search = checkpoints.search_standalone if method in STANDALONE_METHODS else checkpoints.search_architecture
+    result = search.get(dataset=dataset, space=space, method=method, seed=seed).output.result
+    return found_arch(result, int(seed), space)
+
+
+def judged_files(wc):
+    """The trainings that judge this job's cell (one per judge seed), keyed by the cell: a cell several
+    methods found is trained once per seed."""
+    key = layout.cell_key(found_cell(wc.dataset, wc.space, wc.method, wc.seed))
+    return [path("judge_metrics", dataset=wc.dataset, space=wc.space, cell=key, seed=s) for s in judge_seeds()]
+
+
+def judged_cell_text(wc):
+    """The cell text of a judge job's key: among every cell the config retrains whose search has finished."""
+    from e2nas.retrain import found_arch
+
+    for dataset, method, seed in configured(config["methods"]) + configured([RANDOM_METHOD]) + referenced():
+        if dataset != wc.dataset:
+            continue
+        if method in config["methods"]:
+            result = path("search_result", dataset=dataset, space=wc.space, method=method, seed=seed)
+            if not os.path.exists(result):
+                continue
+            text = found_arch(result, int(seed), wc.space)
+        else:
+            text = found_cell(dataset, wc.space, method, seed)
+        if layout.cell_key(text) == wc.cell:
+            return text
+    raise ValueError(f"no found, random or reference cell has key {wc.cell}")
+
+
 def get_retrain_inputs(wc):
     inputs = {
         "notebook": notebook("05_retrain"),
@@ -266,6 +318,8 @@ def get_retrain_inputs(wc):
     }
     if wc.method != RANDOM_METHOD and not is_reference(wc.method):
         inputs["result"] = path("search_result", **dict(wc.items()))
+    if judge_seeds():
+        inputs["judged"] = judged_files(wc)
     return inputs
 
 

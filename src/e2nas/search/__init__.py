@@ -1,4 +1,5 @@
-"""Stage 4: architecture search on the warmed-up supernet — E2NAS, its ablations, GDAS, DARTS, RSPS.
+"""Stage 4: architecture search on the warmed-up supernet — E2NAS, its ablations, GDAS, DARTS, RSPS — and
+what a user would do instead, with no supernet: random search and the zero-cost picks (`standalone`).
 
 `run_search(method, ...)` runs one method under one seed and writes its result.json. The
 methods share one harness (`harness.Harness`: supernet, weight optimiser, seeded streams) and

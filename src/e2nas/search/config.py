@@ -47,6 +47,9 @@ class SearchConfig:
     rsps_num_candidates: int = 20  # cells RSPS ranks with the supernet
     rsps_eval_images: int = 512  # arch-half images that score a cell (every method's acc_val, RSPS's ranking)
     eval_batch_size: int = 256  # batch of those evaluations (and of the fixed forgetting batch)
+    # What a user would do instead (e2nas.search.standalone).
+    random_search_trainings: int = 10  # k stand-alone trainings of random search (the study sizes k to E2NAS's cost)
+    zero_cost_cells: int = 1000  # cells the zero-cost picks (params, synflow) score
 
     def __post_init__(self):
         checks = {
@@ -64,6 +67,8 @@ class SearchConfig:
             "rsps_num_candidates": self.rsps_num_candidates >= 1,
             "rsps_eval_images": self.rsps_eval_images >= 1,
             "eval_batch_size": self.eval_batch_size >= 1,
+            "random_search_trainings": self.random_search_trainings >= 1,
+            "zero_cost_cells": self.zero_cost_cells >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

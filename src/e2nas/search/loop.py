@@ -14,7 +14,7 @@ from torch import Tensor
 
 from e2nas import spaces
 from e2nas.checkpoint import EpochStage, check_finite
-from e2nas.names import METHOD_MODULES, METHODS
+from e2nas.names import METHOD_MODULES, METHODS, STANDALONE_METHODS, SUPERNET_METHODS
 from e2nas.progress import progress as progress_bar
 from e2nas.search.config import SearchConfig
 from e2nas.search.harness import EpochStats, Harness
@@ -70,14 +70,15 @@ def run_epoch(method: SearchMethod, batches_w, batches_a, epoch: int, epochs: in
 
 def method_class(method: str) -> type[SearchMethod]:
     """The class that implements `method`, from the module e2nas.names.METHOD_MODULES names (imported on use)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown search method {method!r} (config key `methods`); known: {', '.join(METHODS)}")
+    if method not in SUPERNET_METHODS:
+        raise ValueError(f"unknown search method {method!r} (config key `methods`); known: {', '.join(METHODS)}"
+                         + (" (it needs no supernet: run it with run_job)" if method in STANDALONE_METHODS else ""))
     return importlib.import_module(f"e2nas.search.{METHOD_MODULES[method]}").METHOD_CLASSES[method]
 
 
 def method_figures(method: str, result: dict, inputs: dict) -> dict:
-    """The method's own figures of a finished search (E2NAS: its latent state and path)."""
-    return method_class(method).figures(result, inputs)
+    """The method's own figures of a finished search (E2NAS: its latent state and path); none without a supernet."""
+    return {} if method in STANDALONE_METHODS else method_class(method).figures(result, inputs)
 
 
 def _split_images(data, split, device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -145,6 +146,7 @@ def run_search(
         harness.load_state_dict(state["harness"])
         searcher.load_state_dict(state["method"])
 
+    cpu_start = time.process_time()
     for epoch in range(stage.resume(restore), cfg.epochs):
         t0 = time.perf_counter()
         harness.stats = EpochStats()
@@ -172,6 +174,7 @@ def run_search(
         "space": space.name,
         "epochs": cfg.epochs,
         "search_seconds": stage.elapsed,
+        "cpu_seconds": time.process_time() - cpu_start,  # of this call (after a resume: the epochs it ran)
         "nb201": table.lookup(final) if table is not None else None,
         "forgetting_mean": sum(forgetting) / len(forgetting) if forgetting else None,
         "config": asdict(cfg),

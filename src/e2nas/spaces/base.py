@@ -54,8 +54,8 @@ class Space:
         Keys another space adds to the section are left out: a profile merged over config/config.yaml
         may carry them (a DARTS profile inherits NB201's cells_per_stage). A key no space knows raises.
         """
-        from e2nas.config_check import space_keys
         from e2nas.sections import SECTIONS
+        from e2nas.space_schema import space_keys
 
         cls = self.config_classes.get(section, SECTIONS[section])
         own = {f.name for f in dataclasses.fields(cls)}
@@ -208,8 +208,8 @@ class Space:
 
     def resolve_reference(self, entry: str) -> tuple[str, str]:
         """(slug, canonical text) of a config `references` entry: a name of `reference_cells()`, or a
-        literal cell in the space's text form (slug `cell-` and a digest of its text)."""
-        import hashlib
+        literal cell in the space's text form (slug `cell-` and a digest of its text, `e2nas.layout.cell_key`)."""
+        from e2nas.layout import cell_key
 
         known = self.reference_cells()
         if entry in known:
@@ -219,7 +219,7 @@ class Space:
         except (ValueError, SyntaxError) as exc:
             raise ValueError(f"references: {entry!r} is neither a known {self.name} cell ({', '.join(known)}) "
                              f"nor a valid {self.name} cell text ({exc})") from None
-        return f"cell-{hashlib.sha1(text.encode()).hexdigest()[:10]}", text
+        return cell_key(text), text
 
     # -- pictures
 
