@@ -1,13 +1,22 @@
-"""The study's table: does each method find better cells than chance, judged by the ground truth?
+"""The study's table: does each method find better cells than what a user would do instead, judged by the ground truth?
 
-Reads a finished run of config/study-nb201.yaml (its summary.csv, stage 6's rankings and the E2NAS
-searches' diagnostics), writes one row per method and seed to benchmarks/study/{run}.csv, and prints
-and appends to benchmarks/RESULTS.md, per method: the mean ground-truth percentile with a 95%
-percentile-bootstrap interval over seeds, retrain accuracy, the NB201 CIFAR-10 transfer proxy, the
-Kendall τ of the method's searched supernet against the ground truth; then which methods E2NAS is
-ahead of (disjoint intervals), what the supernets' own favourites score, and the E2NAS diagnostics.
+Reads a finished run of config/study-nb201.yaml (its summary.csv, stage 6's rankings, the searches'
+results), writes one row per method and seed to benchmarks/study/{run}.csv and a figure of each
+seed's percentile against the method's CPU-seconds (benchmarks/study/{run}-cost.png), and prints and
+appends to benchmarks/RESULTS.md: per method the mean ground-truth percentile (the mean over a found
+cell's judge trainings of each one's percentile among the table's single trainings) with a 95%
+percentile-bootstrap interval over seeds; E2NAS against every other method, paired by seed, with
+Holm-corrected bootstrap intervals (e2nas.statistics); the smallest difference the run could detect;
+each searched supernet's τ on the ranked (held-out) cells; and where each method's found cell sits
+under the warm-up supernet and under its own searched one.
 
     python benchmarks/study.py --results results/study-nb201 [--wall-minutes M] [--revision REV]
+    python benchmarks/study.py --size-random-search [--configfile config/study-nb201.yaml]
+
+`--size-random-search` times, on the profile and in CPU-seconds, one table-protocol training with its
+scoring (random search's unit) and one E2NAS search job with its share of the warm-up (shared by the
+supernet methods of a seed), the VGAE and the graphs (shared by every E2NAS job of the run), and prints
+k = round(E2NAS total / one training) and the search-only k.
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ import json
 import os
 import platform
 import sys
+import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -24,15 +35,19 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2nas import layout  # noqa: E402
-from pipeline import latent_diagnostics, supernet_ranking  # noqa: E402
+from e2nas import layout, spaces  # noqa: E402
+from e2nas import statistics as st  # noqa: E402
+from e2nas.names import E2NAS_METHODS, METHODS, RANDOM_METHOD  # noqa: E402
+from pipeline import latent_diagnostics  # noqa: E402
 from results_file import append_result  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-COLUMNS = ["method", "seed", "arch", "ground_truth_percentile", "retrain_accuracy", "nb201_cifar10", "supernet_tau",
-           "supernet_tau_nb201", "start_arch", "distinct_cells_last_epoch"]
-ORDER = ["e2nas", "e2nas-noexplore", "e2nas-nocomplement", "gdas", "darts", "rsps", "random"]
-BOOTSTRAP_DRAWS = 10_000
+REPO = HERE.parent
+COLUMNS = ["method", "seed", "arch", "ground_truth_percentile", "ground_truth_percentile_single", "judge_trainings",
+           "retrain_accuracy", "nb201_cifar10", "supernet_tau", "supernet_tau_nb201", "found_in_warmup_percentile",
+           "found_in_own_supernet_percentile", "parameter_free_edges", "cpu_seconds", "start_arch", "distinct_cells_last_epoch"]
+ORDER = [*METHODS, RANDOM_METHOD]
+REFERENCE = "e2nas"
 
 
 def rankings(results: Path) -> dict[int, dict]:
@@ -44,19 +59,29 @@ def study_rows(results: Path) -> pd.DataFrame:
     summary = pd.read_csv(layout.path("report_summary", run=results.name, root=str(results.parent)))
     summary = summary[summary["method"].isin(ORDER)]
     ranked = rankings(results)
+    nb201 = spaces.get("nb201")
+    free = set(nb201.parameter_free_ops)
     rows = []
     for _, r in summary.iterrows():
         seed = int(r["seed"])
-        entry = ranked.get(seed, {}).get("supernets", {}).get(r["method"], {})  # random: no supernet
+        ranking = ranked.get(seed, {})
+        entry = ranking.get("supernets", {}).get(r["method"], {})  # random, random-search, zero-cost: no supernet
+        found_entry = ranking.get("found", {}).get(r["method"], {})
         search = Path(layout.path("search_result", run=results.name, root=str(results.parent), dataset=r["dataset"],
                                   space=r["space"], method=r["method"], seed=seed))
         found = json.loads(search.read_text()) if search.is_file() else {}
         rows.append({
             "method": r["method"], "seed": seed, "arch": r["arch"],
-            "ground_truth_percentile": r["ground_truth_percentile"], "retrain_accuracy": r["test_accuracy"],
+            "ground_truth_percentile": r["ground_truth_percentile"],
+            "ground_truth_percentile_single": r.get("ground_truth_percentile_single", r["ground_truth_percentile"]),
+            "judge_trainings": r.get("judge_trainings", 1), "retrain_accuracy": r["test_accuracy"],
             "nb201_cifar10": r["nb201_cifar10"],
             "supernet_tau": (entry.get("ground_truth") or {}).get("kendall_tau", np.nan),
             "supernet_tau_nb201": (entry.get("nb201_cifar10") or {}).get("kendall_tau", np.nan),
+            "found_in_warmup_percentile": found_entry.get("found_in_warmup_percentile", np.nan),
+            "found_in_own_supernet_percentile": found_entry.get("found_in_own_supernet_percentile", np.nan),
+            "parameter_free_edges": sum(nb201.ops[o] in free for o in nb201.parse(r["arch"])),
+            "cpu_seconds": found.get("cpu_seconds", np.nan),
             "start_arch": found.get("start_arch"),
             "distinct_cells_last_epoch": found["trajectory"][-1].get("distinct_cells") if found.get("trajectory") else None,
         })
@@ -65,96 +90,173 @@ def study_rows(results: Path) -> pd.DataFrame:
     return frame.sort_values(["order", "seed"]).drop(columns="order").reset_index(drop=True)
 
 
-def bootstrap_interval(values: np.ndarray, rng: np.random.Generator, level: float = 0.95) -> tuple[float, float]:
-    """The percentile-bootstrap interval of the mean over `values` (seeds resampled with replacement)."""
-    means = rng.choice(values, size=(BOOTSTRAP_DRAWS, len(values)), replace=True).mean(axis=1)
-    return tuple(np.quantile(means, [(1 - level) / 2, (1 + level) / 2]))
-
-
 def per_method(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     out = []
     for method, group in frame.groupby("method", sort=False):
-        pct = group["ground_truth_percentile"].to_numpy(float)
-        low, high = bootstrap_interval(pct, rng)
+        mean, low, high = st.mean_interval(group["ground_truth_percentile"], rng)
         out.append({
-            "method": method, "seeds": len(group),
-            "stayed": int((group["arch"] == group["start_arch"]).sum()) if group["start_arch"].notna().any() else None,
-            "percentile_mean": pct.mean(), "ci_low": low, "ci_high": high,
-            "retrain_mean": group["retrain_accuracy"].mean(), "retrain_std": group["retrain_accuracy"].std(),
-            "nb201_mean": group["nb201_cifar10"].mean(), "nb201_std": group["nb201_cifar10"].std(),
+            "method": method, "seeds": len(group), "percentile_mean": mean, "ci_low": low, "ci_high": high,
+            "single_mean": group["ground_truth_percentile_single"].mean(),
+            "percentile_sd": group["ground_truth_percentile"].std(),
+            "retrain_mean": group["retrain_accuracy"].mean(), "free_mean": group["parameter_free_edges"].mean(),
             "tau_mean": group["supernet_tau"].mean(), "tau_std": group["supernet_tau"].std(),
+            "warmup_pct": group["found_in_warmup_percentile"].mean(), "own_pct": group["found_in_own_supernet_percentile"].mean(),
+            "cpu_mean": group["cpu_seconds"].mean(),
         })
     return pd.DataFrame(out).set_index("method")
 
 
-def supernet_favourites(results: Path) -> list[str]:
-    """Per seed and supernet: the ground-truth percentile of the ranked cell it scores highest, i.e. what a
-    search that exploited that supernet perfectly among these cells would find, beside the best cell's."""
-    from e2nas.tables.fashion_mnist import GroundTruthTable
-
-    table = GroundTruthTable.load()
-    rows = []
-    for seed, res in sorted(rankings(results).items()):
-        truth = np.asarray(res["ground_truth"], float)
-        best = table.percentile(truth.max())
-        for name, entry in res["supernets"].items():
-            favourite = int(np.argmax(entry["accuracy"]))
-            rows.append(f"| {seed} | {name} | {table.percentile(truth[favourite]):.0f} | {best:.0f} |")
-    return ["", "What each supernet would pick (the highest-scoring of the ranked cells, its ground-truth mean as a "
-            "percentile of the table's trainings) against the best ranked cell:", "",
-            "| seed | supernet | its favourite's percentile | best ranked cell's percentile |", "| ---: | --- | ---: | ---: |",
-            *rows]
+def fmt(value, digits: int = 1) -> str:
+    return "–" if value is None or value != value else f"{value:.{digits}f}"
 
 
-def table(frame: pd.DataFrame, stats: pd.DataFrame) -> list[str]:
-    def pm(mean, std) -> str:
-        return "–" if mean != mean else f"{mean:.2f}" if std != std else f"{mean:.2f} ± {std:.2f}"
-
-    lines = ["| method | seeds | ground-truth percentile: mean [95% bootstrap CI] | retrain acc % | NB201 C-10 % | "
-             "searched supernet's τ vs ground truth | seeds whose found cell is the start cell |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+def method_table(stats: pd.DataFrame) -> list[str]:
+    lines = ["| method | seeds | ground-truth percentile: mean [95% bootstrap CI] | single-training percentile | retrain acc % "
+             "| parameter-free edges | searched supernet's τ (held-out cells) | found cell under the warm-up / its own supernet "
+             "(percentile of ranked cells) | CPU-s of its job |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for method, s in stats.iterrows():
-        lines.append(f"| {method} | {int(s.seeds)} | {s.percentile_mean:.1f} [{s.ci_low:.1f}, {s.ci_high:.1f}] | "
-                     f"{pm(s.retrain_mean, s.retrain_std)} | {pm(s.nb201_mean, s.nb201_std)} | {pm(s.tau_mean, s.tau_std)} | "
-                     f"{'–' if s.stayed is None or s.stayed != s.stayed else int(s.stayed)} |")
-    e2nas = stats.loc["e2nas"] if "e2nas" in stats.index else None
-    if e2nas is not None:
-        ahead = [m for m, s in stats.iterrows() if m != "e2nas" and e2nas.ci_low > s.ci_high]
-        behind = [m for m, s in stats.iterrows() if m != "e2nas" and e2nas.ci_high < s.ci_low]
-        lines += ["", f"E2NAS's mean percentile {e2nas.percentile_mean:.1f} (goal ≥ 90); ahead of (disjoint intervals): "
-                      f"{', '.join(ahead) or 'none'}; behind: {', '.join(behind) or 'none'}; overlapping: "
-                      f"{', '.join(m for m in stats.index if m not in ahead + behind + ['e2nas']) or 'none'}."]
+        tau = fmt(s.tau_mean, 2) + ("" if s.tau_std != s.tau_std else f" ± {s.tau_std:.2f}")
+        lines.append(f"| {method} | {int(s.seeds)} | {s.percentile_mean:.1f} [{s.ci_low:.1f}, {s.ci_high:.1f}] | {fmt(s.single_mean)} | "
+                     f"{fmt(s.retrain_mean, 2)} | {fmt(s.free_mean)} | {tau} | {fmt(s.warmup_pct, 0)} / {fmt(s.own_pct, 0)} | "
+                     f"{fmt(s.cpu_mean, 0)} |")
     return lines
+
+
+def comparisons(frame: pd.DataFrame, stats: pd.DataFrame) -> list[str]:
+    if REFERENCE not in stats.index:
+        return []
+    by = {m: dict(zip(g["seed"], g["ground_truth_percentile"])) for m, g in frame.groupby("method")}
+    rows = st.paired_comparisons(by, REFERENCE)
+    spread = float(np.sqrt(np.nanmean(stats["percentile_sd"] ** 2)))
+    n = int(stats.loc[REFERENCE, "seeds"])
+    lines = ["", f"E2NAS − each method, paired by seed (mean difference of percentiles; one-sided bootstrap p for \"E2NAS is "
+                 f"ahead\", Holm at 5% over {len(rows)} comparisons; the interval at each comparison's Holm level):", "",
+             "| other method | seeds | E2NAS − other | Holm-level interval | p | Holm level | E2NAS ahead? |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in sorted(rows, key=lambda r: ORDER.index(r["other"])):
+        lines.append(f"| {r['other']} | {r['seeds']} | {fmt(r['difference'])} | [{fmt(r['low'])}, {fmt(r['high'])}] | "
+                     f"{fmt(r['p'], 4)} | {fmt(r['holm_alpha'], 4)} | {'yes' if r['ahead'] else 'no'} |")
+    headline = next((r for r in rows if r["other"] == "random-search"), None)
+    lines += ["", f"Seed-to-seed spread of a method's percentile (pooled sd): {spread:.1f} points; at {n} seeds the smallest "
+                  f"difference of means this run detects (80% power, two-sided 5%) is {st.detectable_difference(spread, n):.1f} points."]
+    if headline:
+        lines.append(f"Headline: E2NAS − random-search = {fmt(headline['difference'])} percentile points "
+                     f"[{fmt(headline['low'])}, {fmt(headline['high'])}]; "
+                     f"{'E2NAS is ahead' if headline['ahead'] else 'E2NAS is not ahead'} at Holm-corrected 5%; "
+                     f"detecting a difference of this size would take about {st.seeds_needed(spread, headline['difference'])} seeds.")
+    return lines
+
+
+def cost_figure(frame: pd.DataFrame, out: Path) -> Path:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    markers = "os^vD<>phX*"
+    for i, (method, group) in enumerate(frame.groupby("method", sort=False)):
+        ax.scatter(group["cpu_seconds"].fillna(0), group["ground_truth_percentile"], marker=markers[i % len(markers)],
+                   label=method, s=36)
+    ax.set(xscale="symlog", xlabel="CPU-seconds of the method's own job (warm-up, VGAE, graphs apart; log scale)",
+           ylabel="ground-truth percentile (mean of judge trainings)", ylim=(0, 100),
+           title="Each seed's found cell: percentile against what its search cost")
+    ax.legend(fontsize=8, ncol=2)
+    fig.savefig(out, dpi=120)
+    return out
+
+
+def size_random_search(configfile: str) -> None:
+    """CPU-seconds of one random-search training (with its scoring) and of one E2NAS job with its shares."""
+    import torch
+
+    from e2nas.data import DataConfig, load_dataset, split_for
+    from e2nas.graphs import write_stage
+    from e2nas.search import SearchConfig, run_search
+    from e2nas.search.standalone import run_standalone
+    from e2nas.vgae import VGAEConfig, run_pretraining
+    from e2nas.warmup import WarmupConfig, run_warmup
+    from supernet_ranking import merged_profile
+
+    torch.set_num_threads(1)
+    config = merged_profile(configfile, [])
+    space = spaces.get(config["space"])
+    data = load_dataset(config["datasets"][0])
+    split = split_for(data, DataConfig(**config["data"]))
+    cpu = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+
+        def timed(name, fn):
+            start = time.process_time()
+            fn()
+            cpu[name] = time.process_time() - start
+
+        search_cfg = SearchConfig(**{**config["search"], "random_search_trainings": 1})
+        timed("training", lambda: run_standalone("random-search", data, split, search_cfg, config["ranking"]["images"], 0,
+                                                 tmp / "rs.json", tmp / "rs.pt", space=space, progress=False))
+        timed("graphs", lambda: write_stage(space, tmp / "g.pt", tmp / "g.json"))
+        timed("vgae", lambda: run_pretraining(tmp / "g.pt", tmp / "v.pt", tmp / "v.json", VGAEConfig(**config["vgae"]), progress=False))
+        timed("warmup", lambda: run_warmup(data, split, space.config("supernet", config["supernet"]), WarmupConfig(**config["warmup"]),
+                                           0, tmp / "w.pt", tmp / "w.ckpt", progress=False, space=space))
+        timed("search", lambda: run_search("e2nas", data, tmp / "w.pt", tmp / "v.pt", SearchConfig(**config["search"]), 0,
+                                           tmp / "e.json", tmp / "e.ckpt", progress=False, graphs_path=tmp / "g.pt"))
+    supernet_methods = [m for m in config["methods"] if m not in ("random-search", "params", "synflow")]
+    e2nas_jobs = sum(m in E2NAS_METHODS for m in config["methods"]) * len(config["seeds"])
+    share = cpu["warmup"] / max(len(supernet_methods), 1) + (cpu["graphs"] + cpu["vgae"]) / max(e2nas_jobs, 1)
+    total = cpu["search"] + share
+    text = "\n".join([
+        f"\n## study — sizing random search ({datetime.now().isoformat(timespec='minutes')})\n",
+        f"machine {platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs), 1 torch thread, profile {configfile}; "
+        f"CPU-seconds (process time):\n",
+        f"- one random-search training under the table's protocol with its scoring: {cpu['training']:.0f} s",
+        f"- one E2NAS search job: {cpu['search']:.0f} s; its share of the warm-up ({cpu['warmup']:.0f} s over "
+        f"{len(supernet_methods)} supernet methods) and of graphs + VGAE ({cpu['graphs'] + cpu['vgae']:.0f} s over "
+        f"{e2nas_jobs} E2NAS jobs): {share:.0f} s; total {total:.0f} s",
+        f"- k = round(E2NAS total / one training) = **{round(total / cpu['training'])}**; search-only k = "
+        f"{round(cpu['search'] / cpu['training'])}",
+    ]) + "\n"
+    print(text)
+    append_result(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", required=True, help="results/{run} of a finished study run")
+    parser.add_argument("--results", help="results/{run} of a finished study run")
     parser.add_argument("--out", default=None, help="CSV to write (default: benchmarks/study/{run}.csv)")
     parser.add_argument("--wall-minutes", type=float, default=None, help="the run's wall time, to record")
     parser.add_argument("--revision", default=None, help="the git revision the run used, to record")
+    parser.add_argument("--size-random-search", action="store_true", help="time random search's unit against an E2NAS job")
+    parser.add_argument("--configfile", default=str(REPO / "config" / "study-nb201.yaml"))
+    parser.add_argument("--no-record", action="store_true", help="print only")
     args = parser.parse_args()
+    if args.size_random_search:
+        size_random_search(args.configfile)
+        return
+    if not args.results:
+        parser.error("--results is required (or --size-random-search)")
     results = Path(args.results)
     frame = study_rows(results)
     out = Path(args.out or HERE / "study" / f"{results.name}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False)
+    frame.round(2).to_csv(out, index=False)
+    figure = cost_figure(frame, out.with_name(f"{out.stem}-cost.png"))
     stats = per_method(frame)
     when = datetime.now().isoformat(timespec="minutes")
+    rel = lambda p: p.relative_to(REPO) if p.is_relative_to(REPO) else p  # noqa: E731
     lines = [
         f"\n## study — {when} (`{results.name}`, {int(stats.seeds.min())}–{int(stats.seeds.max())} seeds per method)\n",
         f"machine {platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs); revision {args.revision or 'unrecorded'}; "
-        f"wall {'unrecorded' if args.wall_minutes is None else f'{args.wall_minutes:.0f} min'}; per-run rows in "
-        f"`{out.relative_to(HERE.parent) if out.is_relative_to(HERE.parent) else out}`\n",
-        *table(frame, stats),
-        *supernet_favourites(results),
-        *supernet_ranking(results),
+        f"wall {'unrecorded' if args.wall_minutes is None else f'{args.wall_minutes:.0f} min'}; per-run rows in `{rel(out)}`, "
+        f"percentile against CPU-seconds in `{rel(figure)}`\n",
+        *method_table(stats),
+        *comparisons(frame, stats),
         *latent_diagnostics(results),
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    append_result(text)
+    if not args.no_record:
+        append_result(text)
 
 
 if __name__ == "__main__":

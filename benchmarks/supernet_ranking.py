@@ -40,13 +40,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_file import append_result  # noqa: E402
-
 from e2nas import spaces  # noqa: E402
 from e2nas.data import DataConfig, load_dataset, split_for  # noqa: E402
 from e2nas.ranking import RankingConfig, cell_parameters, correlation, judge_quality, score  # noqa: E402
 from e2nas.tables.fashion_mnist import GroundTruthTable  # noqa: E402
 from e2nas.warmup import WarmupConfig, run_warmup  # noqa: E402
+from results_file import append_result  # noqa: E402
 
 
 def merged_profile(configfile: str | None, overrides: list[str]) -> dict:
@@ -135,7 +134,7 @@ def summarize(args) -> None:
         for (label, trained), group in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             q = [quality(r, subset, table, params) for r in group]
 
-            def col(key, d=2):
+            def col(key, d=2, q=q):
                 values = [x[key] for x in q]
                 return f"{np.mean(values):.{d}f}" + (f" ({', '.join(f'{v:.{d}f}' for v in values)})" if len(values) > 1 else "")
 

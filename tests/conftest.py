@@ -154,14 +154,26 @@ def planned_jobs(pipe) -> list[tuple[str, str]]:
 
 
 @contextlib.contextmanager
-def edited(pipe, relpath):
+def edited(pipe, relpath, part: str = "code"):
     """Edit one project file's content (Snakemake ignores a bare touch: it compares checksums
-    of small inputs whose mtime changed), then restore it, mtime included."""
+    of small inputs whose mtime changed), then restore it, mtime included. A notebook's `part`:
+    "code" (a comment added to its last code cell), "markdown" (a sentence added to a markdown cell)
+    or "outputs" (an output and metadata added, as an editor that ran it would)."""
     path = pipe["project"] / relpath
     text, stat = path.read_text(), path.stat()
     if path.suffix == ".ipynb":
         notebook = json.loads(text)
-        notebook["metadata"]["edited_by_test"] = True
+        if part == "markdown":
+            cell = next(c for c in notebook["cells"] if c["cell_type"] == "markdown")
+            cell["source"] = [*cell["source"], "\nOne more sentence, edited by a test."]
+        elif part == "outputs":
+            cell = next(c for c in notebook["cells"] if c["cell_type"] == "code")
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["run by hand\n"]}]
+            cell["execution_count"] = 7
+            notebook["metadata"]["edited_by_test"] = True
+        else:
+            cell = [c for c in notebook["cells"] if c["cell_type"] == "code"][-1]
+            cell["source"] = [*cell["source"], "\n# edited by a test"]
         path.write_text(json.dumps(notebook))
     else:
         path.write_text(text + "\n# edited by a test\n")

@@ -68,3 +68,15 @@ def test_papermill_notebook_gets_stream_lines_not_widgets(tmp_path, monkeypatch)
     lines = _lines(text)
     assert len(lines) == 4 and all(line.startswith("nb loop:") for line in lines)
     assert "3/3" in lines[-1] and "loss=0.167" in lines[-1]
+
+
+def test_inside_a_pipeline_job_every_line_names_the_job(capsys, monkeypatch):
+    monkeypatch.setenv("E2NAS_JOB", "e2nas seed0 · search")
+    for _ in progress(range(3), desc="e2nas epoch 1/2", mininterval=0):
+        pass
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(line.startswith("[e2nas seed0 · search] e2nas epoch 1/2") for line in lines)
+    monkeypatch.delenv("E2NAS_JOB")
+    for _ in progress(range(1), desc="alone", mininterval=0):
+        pass
+    assert capsys.readouterr().err.startswith("alone")

@@ -13,6 +13,7 @@ to sys.stderr instead: no widget, no carriage-return redraws, at most one line e
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Iterable
@@ -35,7 +36,9 @@ class LineWriter:
     """A file for tqdm that turns each in-place redraw ('\\r' + status) into one complete line.
 
     Blank redraws (tqdm clearing its bar) are dropped. The target stream is looked up at each
-    write, so a redirected or replaced sys.stderr (a Jupyter kernel's, pytest's) gets the lines.
+    write, so a redirected or replaced sys.stderr (a Jupyter kernel's, pytest's) gets the lines. Inside a
+    pipeline job ($E2NAS_JOB, set by the workflow) each line starts with the job's name, so the lines of
+    parallel jobs on one console say whose they are: `[e2nas seed0 · search] e2nas epoch 2/5 ...`.
     """
 
     _split = re.compile(r"[\r\n]+")
@@ -48,8 +51,9 @@ class LineWriter:
         return self._stream if self._stream is not None else sys.stderr
 
     def write(self, text: str) -> int:
+        job = os.environ.get("E2NAS_JOB")
         lines = [part.rstrip() for part in self._split.split(str(text))]
-        lines = [line for line in lines if line.strip()]
+        lines = [f"[{job}] {line}" if job else line for line in lines if line.strip()]
         stream = self.stream
         if lines and stream is not None:  # None: at interpreter shutdown
             stream.write("".join(line + "\n" for line in lines))

@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from scipy.stats import kendalltau
 
 from e2nas import layout, spaces
+from e2nas import statistics as st
 from e2nas.names import METHODS, RANDOM_METHOD, is_reference
 
 # The parts of a space this module asks for (e2nas.code_inputs: a stage's code holds them).
@@ -150,17 +151,28 @@ def collect_results(search_files: list[str], retrain_files: list[str], table=Non
     nb201_rows = df.empty or any(spaces.get(name).has_benchmark_table for name in df["space"].unique())
     df = df.reindex(columns=[c for c in COLUMNS if nb201_rows or c not in NB201_COLUMNS])
     df["seed"] = df["seed"].astype(int)
-    order = {m: i for i, m in enumerate(METHODS)}
-    df = df.sort_values(["dataset", "space", "method", "seed"], key=lambda s: s.map(order).fillna(len(order))
-                        if s.name == "method" else s)
+    df = df.sort_values(["dataset", "space", "method", "seed"], key=lambda s: s.map(method_rank) if s.name == "method" else s)
     return df.reset_index(drop=True)
 
 
+def method_rank(method: str) -> int:
+    """Where a method's rows go: the searches in the names' order, then the random cell, then the references."""
+    order = {m: i for i, m in enumerate((*METHODS, RANDOM_METHOD))}
+    return order.get(method, len(order))
+
+
+COUNTS = ("params", "flops", "judge_trainings", "seed")  # whole numbers in summary.csv
+
+
 def write_summary(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """summary.csv through a temporary file and a rename: a kill never leaves a half-written output."""
+    """summary.csv (identifier columns, for scripts) with every float to 2 decimals and counts whole, through a
+    temporary file and a rename: a kill never leaves a half-written output."""
     path = Path(path)
+    out = frame.drop(columns=[c for c in ("judge_accuracies",) if c in frame])
+    for col in out.select_dtypes("number").columns:
+        out[col] = out[col].round(0).astype("Int64") if col in COUNTS else out[col].round(2)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    frame.to_csv(tmp, index=False)
+    out.to_csv(tmp, index=False)
     os.replace(tmp, path)
 
 
@@ -199,11 +211,12 @@ def found_genotypes(df: pd.DataFrame) -> list[dict]:
 
 # Columns of the runs table a reader sees, with the headers they get (the CSV keeps the raw names).
 READABLE = {"method": "method", "seed": "seed", "test_accuracy": "retrain acc. (%)",
-            "ground_truth_percentile": "ground-truth pct.", "nb201_cifar10": "NB201 C-10 (%)",
-            "params": "params", "search_seconds": "search (s)", "train_seconds": "retrain (s)"}
+            "ground_truth_percentile": "ground-truth percentile", "judge_trainings": "judge trainings",
+            "nb201_cifar10": "NB201 C-10 (%)", "params": "params", "search_seconds": "search (s)",
+            "cpu_seconds": "search CPU (s)", "train_seconds": "retrain (s)", "n_seeds": "seeds"}
 
 
-WHOLE_NUMBERS = ("params", "search_seconds", "train_seconds")
+WHOLE_NUMBERS = ("params", "search_seconds", "cpu_seconds", "train_seconds", "judge_trainings")
 
 
 def run_table(frame: pd.DataFrame):
@@ -273,7 +286,8 @@ def headline_summary(frame: pd.DataFrame) -> pd.DataFrame:
     keep = [c for c in (*KEYS, "test_accuracy", "ground_truth_percentile", "nb201_cifar10") if c in frame.columns]
     cols = [c for c in keep if c in KEYS or frame[c].notna().any()]
     out = format_mean_std(summarize(frame[cols]))
-    return out.rename(columns={c: READABLE[c] for c in out.columns if c in READABLE and c not in ("method",)})
+    return out.drop(columns=[c for c in ("dataset", "space") if c in out and out[c].nunique() == 1]).rename(
+        columns={c: READABLE[c] for c in out.columns if c in READABLE and c not in ("method",)})
 
 
 def kendall_tau(x, y) -> float:
@@ -283,6 +297,89 @@ def kendall_tau(x, y) -> float:
     if keep.sum() < 2:
         return math.nan
     return float(kendalltau(x[keep], y[keep]).statistic)
+
+
+# ---------------------------------------------------------------- the verdict
+
+
+# What each method is compared with, where the run has it: the random cell, and what a user would do instead.
+COMPARED_WITH = (RANDOM_METHOD, "random-search", "params")
+
+
+def verdict_metric(frame: pd.DataFrame) -> tuple[str, str]:
+    """(column, words) the verdict compares: the ground-truth percentile where the cells have one, else accuracy."""
+    if "ground_truth_percentile" in frame and frame["ground_truth_percentile"].notna().any():
+        return "ground_truth_percentile", "ground-truth percentile"
+    return "test_accuracy", "retrain test accuracy (%)"
+
+
+def verdict_table(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Per method (searches, then the random cell): seeds, and the mean of the verdict's metric with its 95%
+    percentile-bootstrap interval over seeds."""
+    column, words = verdict_metric(frame)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for method, group in frame[~frame["method"].map(is_reference)].groupby("method", sort=False):
+        mean, low, high = st.mean_interval(group[column], rng)
+        rows.append({"method": method, "seeds": len(group), words: f"{mean:.2f}",
+                     "95% interval over seeds": "–" if low != low or len(group) < 2 else f"[{low:.2f}, {high:.2f}]"})
+    return pd.DataFrame(rows)
+
+
+def verdict(frame: pd.DataFrame, alpha: float = 0.05, seed: int = 0) -> str:
+    """One paragraph that concludes: which searched methods are ahead of the random cell (and of random search
+    and the parameter-count pick, where the run has them) by paired-by-seed differences, one-sided bootstrap,
+    Holm at `alpha` over every comparison made; or that none can be told apart at this many seeds, and how
+    many seeds the observed spread would need for the largest observed difference."""
+    column, words = verdict_metric(frame)
+    by = {m: dict(zip(g["seed"], g[column])) for m, g in frame[~frame["method"].map(is_reference)].groupby("method", sort=False)}
+    targets = [m for m in COMPARED_WITH if m in by]
+    methods = [m for m in by if m not in targets]
+    if not methods or not targets:
+        return f"Nothing to compare: the run has {', '.join(by) or 'no methods'} and no reference to compare them with."
+    rng = np.random.default_rng(seed)
+    rows = [{"method": m, "target": t, **st.paired_difference(by[m], by[t], rng)} for t in targets for m in methods]
+    rejected, _ = st.holm([r["p"] for r in rows], alpha)
+    seeds = sorted({s for m in methods for s in by[m]})
+    n = len(seeds)
+    names = {RANDOM_METHOD: "the random cell", "random-search": "random search", "params": "the largest of many cells (params)"}
+    text = [f"**Verdict over {n} seed{'s' if n != 1 else ''}** ({', '.join(map(str, seeds))}), by the {words}: "]
+    for target in targets:
+        ahead = [r["method"] for r, yes in zip(rows, rejected) if r["target"] == target and yes]
+        text.append(f"{', '.join(ahead)} {'is' if len(ahead) == 1 else 'are'} ahead of {names[target]}; " if ahead
+                    else f"no method is ahead of {names[target]}; ")
+    spreads = [np.std(list(by[m].values()), ddof=1) for m in by if len(by[m]) > 1]
+    spread = float(np.sqrt(np.mean(np.square(spreads)))) if spreads else math.nan
+    if any(rejected):
+        text.append(f"paired by seed, one-sided bootstrap, Holm at {alpha:.0%} over {len(rows)} comparisons.")
+    else:
+        largest = max((abs(r["difference"]) for r in rows if r["difference"] == r["difference"]), default=math.nan)
+        need = st.seeds_needed(spread, largest)
+        text.append(f"no method can be told apart from {'these' if len(targets) > 1 else 'it'} at {n} seed{'s' if n != 1 else ''}"
+                    + (f": with the spread seen between seeds ({spread:.2f} sd) the largest difference seen ({largest:.2f}) "
+                       f"would need about {need} seeds per method." if need else "."))
+    return "".join(text)
+
+
+def judge_sentence(ranking_files: list[str], ground_truth) -> str:
+    """What the supernets' τ means: against the ground truth's own noise ceiling and the parameter count's τ on
+    the same cells (stage 6), averaged over seeds."""
+    results = [_read_json(p) for p in ranking_files]
+    if not results or ground_truth is None:
+        return ""
+    warm = [r["supernets"]["warm-up"]["ground_truth"]["kendall_tau"] for r in results if (r["supernets"].get("warm-up") or {}).get("ground_truth")]
+    params = [r["parameters"]["ground_truth"]["kendall_tau"] for r in results if (r.get("parameters") or {}).get("ground_truth")]
+    if not warm:
+        return ""
+    ceiling = ground_truth.noise_ceiling()["tau_all"]
+    text = (f"The warm-up supernet ranks the table's cells at Kendall τ {np.mean(warm):.2f} against the ground truth "
+            f"(mean over {len(warm)} seed{'s' if len(warm) != 1 else ''}), where two trainings of the same cells agree at "
+            f"τ {ceiling:.2f} (the table's noise ceiling: no judge can do better)")
+    if params:
+        better = "a better" if np.mean(warm) > np.mean(params) else "a worse"
+        text += (f"; simply counting each cell's parameters ranks the same cells at τ {np.mean(params):.2f}, so the supernet "
+                 f"is {better} judge of cells than their parameter count")
+    return text + "."
 
 
 # ---------------------------------------------------------------- plots
@@ -321,16 +418,20 @@ def plot_method_bars(
         highs.append(np.nanmax(mean + std) if np.isfinite(mean).any() else np.nan)
     for j, (name, value) in enumerate((reference_lines or {}).items()):
         ax.axhline(value, color=f"C{len(datasets) + j}", linestyle="--", linewidth=1, zorder=3)
-        ax.annotate(f"{name} ({value:g})", (1.0, value), xycoords=("axes fraction", "data"), ha="right",
+        ax.annotate(f"{name} ({value:.2f})", (1.0, value), xycoords=("axes fraction", "data"), ha="right",
                     va="bottom", fontsize=8, color=f"C{len(datasets) + j}", bbox=_LABEL_BOX)
         lows.append(value)
         highs.append(value)
-    if np.isfinite(lows).any():  # zoom on the values: bars from 0 would hide the differences
+    baseline = ""
+    if metric.endswith("percentile"):
+        ax.set_ylim(0, 100)  # a percentile's whole range: heights compare as they are
+    elif np.isfinite(lows).any():  # accuracies: from a stated baseline, said on the axis (from 0 the bars would look alike)
         lo, hi = np.nanmin(lows), np.nanmax(highs)
         margin = max(0.1 * (hi - lo), 0.5)
         ax.set_ylim(lo - margin, hi + margin)
+        baseline = f" (axis from {lo - margin:.2f}, not 0)"
     ax.set_xticks(np.arange(len(methods)), methods, rotation=20)
-    ax.set_ylabel(READABLE.get(metric, metric) + " — mean ± std over seeds")
+    ax.set_ylabel(READABLE.get(metric, metric) + " — mean ± std over seeds" + baseline, fontsize=9)
     if len(datasets) > 1:
         ax.legend(title="dataset")
     return ax.figure
@@ -349,7 +450,7 @@ def plot_trajectories(
     markers = {s: "o^sDvP*X"[i % 8] for i, s in enumerate(sorted({s for _, s in trajectories}))}  # one per seed
     labelled = set()
     for (method, seed), records in trajectories.items():
-        points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
+        points = [(r["epoch"] + 1, r[key]) for r in records if r.get(key) is not None]  # epochs 1..T, as everywhere
         if not points:
             continue
         epochs, values = zip(*points)
@@ -358,12 +459,15 @@ def plot_trajectories(
         labelled.add(method)
     for name, value in (reference_lines or {}).items():
         ax.axhline(value, color="grey", linestyle="--", linewidth=1)
-        ax.annotate(f"{name} ({value:g})", (1.0, value), xycoords=("axes fraction", "data"), ha="right",
+        ax.annotate(f"{name} ({value:.2f})", (1.0, value), xycoords=("axes fraction", "data"), ha="right",
                     va="bottom", fontsize=8, color="grey", bbox=_LABEL_BOX)
     if not labelled:
         ax.text(0.5, 0.5, f"no '{key}' in the trajectories", transform=ax.transAxes, ha="center")
     else:
         ax.legend(fontsize=8)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("search epoch" + (f" (markers: seeds {', '.join(map(str, markers))})" if len(markers) > 1 else ""))
     ax.set_ylabel(ylabel or {"nb201_cifar10": "NB201 CIFAR-10 accuracy of the epoch's cell (%)"}.get(key, key))
     return ax.figure
@@ -386,11 +490,14 @@ def ranking_frame(ranking_files: list[str]) -> pd.DataFrame:
     rows = []
     for path in ranking_files:
         seed = layout.parse(path)["seed"]
-        for name, entry in _read_json(path)["supernets"].items():
+        result = _read_json(path)
+        judges = {**result["supernets"], **({"parameter count": result["parameters"]} if result.get("parameters") else {})}
+        for name, entry in judges.items():
             row = {"seed": seed, "supernet": name}
             for ref in ("ground_truth", "nb201_cifar10"):
                 for stat in ("kendall_tau", "spearman_rho"):
                     row[f"{stat}_{ref}"] = (entry.get(ref) or {}).get(stat, math.nan)
+            row.update({k: entry.get(k, math.nan) for k in ("parameter_free_top10", "top10_precision", "favourite_percentile")})
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -399,12 +506,15 @@ RANKING_HEADERS = {
     "seed": "seed", "supernet": "supernet",
     "kendall_tau_ground_truth": "τ vs ground truth", "spearman_rho_ground_truth": "ρ vs ground truth",
     "kendall_tau_nb201_cifar10": "τ vs NB201 C-10", "spearman_rho_nb201_cifar10": "ρ vs NB201 C-10",
+    "parameter_free_top10": "parameter-free share of its top 10", "top10_precision": "top-10% precision",
+    "favourite_percentile": "its favourite's percentile",
 }
 
 
 def ranking_table(ranking_files: list[str]):
     """`ranking_frame` as the report shows it: headers in words, two decimals, no index (a Styler)."""
-    frame = ranking_frame(ranking_files).rename(columns=RANKING_HEADERS)
+    frame = ranking_frame(ranking_files)
+    frame = frame[[c for c in frame.columns if frame[c].notna().any()]].rename(columns=RANKING_HEADERS)
     numbers = [c for c in frame.columns if c not in ("seed", "supernet")]
     return frame.style.hide(axis="index").format("{:.2f}", subset=numbers, na_rep="–")
 
@@ -444,6 +554,16 @@ def transfer_proxy_label(frame: pd.DataFrame) -> str:
     return "" if datasets == "cifar10" else f" — transfer proxy (searched on {datasets})"
 
 
+def reference_percentiles(frame: pd.DataFrame) -> dict[str, float]:
+    """Mean ground-truth percentile of the random cell and of each reference cell (their lines on the percentile chart)."""
+    out = {}
+    for method, rows in frame[(frame["method"] == RANDOM_METHOD) | frame["method"].map(is_reference)].groupby("method", sort=False):
+        value = rows["ground_truth_percentile"].mean()
+        if value == value:
+            out["random cell" if method == RANDOM_METHOD else method] = float(value)
+    return out
+
+
 def reference_lines(frame: pd.DataFrame, table) -> dict[str, dict[str, float]]:
     """Reference values per metric: the retrained random cell and the config's reference cells (mean over
     seeds); the NB201 space's mean and best."""
@@ -462,11 +582,16 @@ def reference_lines(frame: pd.DataFrame, table) -> dict[str, dict[str, float]]:
 
 
 def method_figures(frame: pd.DataFrame, table) -> dict[str, Figure]:
-    """The bar charts per method: retrain test accuracy, and the NB201 table accuracy where there is a table."""
+    """The bar charts per method: the ground-truth percentile (0-100) where the cells have one, retrain test
+    accuracy, and the NB201 table accuracy where there is a table."""
     summary = summarize(searched(frame))
     lines = reference_lines(frame, table)
     datasets = ", ".join(sorted(frame["dataset"].unique()))
     out = {}
+    if "ground_truth_percentile" in frame and frame["ground_truth_percentile"].notna().any():
+        fig = plot_method_bars(summary, "ground_truth_percentile", reference_percentiles(frame))
+        fig.axes[0].set_title(f"where the found cells rank among the ground-truth table's trainings ({datasets})", fontsize=10)
+        out["ground_truth_percentile_by_method.png"] = fig
     if table is not None:
         fig = plot_method_bars(summary, "nb201_cifar10", lines["nb201_cifar10"])
         fig.axes[0].set_title(f"NB201 CIFAR-10 table accuracy of the found cells{transfer_proxy_label(frame)}", fontsize=10)
@@ -486,6 +611,10 @@ def trajectory_figures(trajectories: dict[tuple[str, int], list[dict]], table) -
     e2nas_runs = {k: v for k, v in trajectories.items() if k[0].startswith("e2nas")}
     if e2nas_runs:
         out["forgetting.png"] = plot_forgetting(e2nas_runs)
+    titles = {"table_accuracy_trajectories.png": "the NB201 table accuracy of each epoch's cell (transfer proxy)",
+              "forgetting.png": "forgetting: what a$_{t-1}$ loses over one weight step on a$_t$ (E2NAS)"}
+    for name, fig in out.items():
+        fig.axes[0].set_title(titles[name], fontsize=10)
     return out
 
 

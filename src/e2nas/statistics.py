@@ -36,41 +36,45 @@ def mean_interval(values, rng: np.random.Generator, level: float = 0.95) -> tupl
     return float(values.mean()), float(low), float(high)
 
 
+def paired_difference(a: dict[int, float], b: dict[int, float], rng: np.random.Generator) -> dict:
+    """a − b paired by seed ({seed: value} each): seeds, difference (mean), p (one-sided bootstrap: the share of
+    resampled mean differences <= 0, i.e. "a is not ahead of b"), and the bootstrap means (`boot`)."""
+    seeds = sorted(set(a) & set(b))
+    d = np.array([a[s] - b[s] for s in seeds], dtype=float)
+    if len(d) == 0 or np.isnan(d).any():
+        return {"seeds": len(seeds), "difference": math.nan, "p": math.nan, "boot": None}
+    boot = bootstrap_means(d, rng)
+    return {"seeds": len(seeds), "difference": float(d.mean()), "p": float(np.mean(boot <= 0)), "boot": boot}
+
+
+def holm(ps: list[float], alpha: float = 0.05) -> tuple[list[bool], list[float]]:
+    """Holm's step-down over one-sided p-values: (rejected, the level each p was compared with, α/(m − rank))."""
+    order = sorted((i for i in range(len(ps)) if ps[i] == ps[i]), key=lambda i: ps[i])
+    rejected, levels, rejecting = [False] * len(ps), [math.nan] * len(ps), True
+    for rank, i in enumerate(order):
+        levels[i] = alpha / (len(order) - rank)
+        rejecting = rejecting and ps[i] <= levels[i]
+        rejected[i] = rejecting
+    return rejected, levels
+
+
 def paired_comparisons(by_method: dict[str, dict[int, float]], reference: str, alpha: float = 0.05, seed: int = 0) -> list[dict]:
     """`reference` against every other method, paired by seed ({method: {seed: value}}), Holm-corrected.
 
     Each row: other, seeds (the shared ones), difference (mean of reference − other), p (one-sided
-    bootstrap: the share of resampled mean differences <= 0), holm_alpha (the level its p is compared
-    with: α/(m − rank) in Holm's step-down order), low/high (the two-sided interval at that level),
-    ahead (Holm rejects "not ahead": the reference is ahead of this method).
+    bootstrap for "the reference is not ahead"), holm_alpha (the level its p is compared with in Holm's
+    step-down order), low/high (the two-sided bootstrap interval at that level), ahead (Holm rejects:
+    the reference is ahead of this method).
     """
     rng = np.random.default_rng(seed)
-    ref = by_method[reference]
-    rows = []
-    for other, values in by_method.items():
-        if other == reference:
-            continue
-        seeds = sorted(set(ref) & set(values))
-        d = np.array([ref[s] - values[s] for s in seeds], dtype=float)
-        if len(d) == 0 or np.isnan(d).any():
-            rows.append({"other": other, "seeds": len(seeds), "difference": math.nan, "p": math.nan})
-            continue
-        boot = bootstrap_means(d, rng)
-        rows.append({"other": other, "seeds": len(seeds), "difference": float(d.mean()), "p": float(np.mean(boot <= 0)),
-                     "_boot": boot})
-    tested = sorted((r for r in rows if r["p"] == r["p"]), key=lambda r: r["p"])
-    rejecting = True
-    for rank, row in enumerate(tested):
-        row["holm_alpha"] = alpha / (len(tested) - rank)
-        rejecting = rejecting and row["p"] <= row["holm_alpha"]
-        row["ahead"] = bool(rejecting)
-        low, high = np.quantile(row.pop("_boot"), [row["holm_alpha"] / 2, 1 - row["holm_alpha"] / 2])
-        row["low"], row["high"] = float(low), float(high)
-    for row in rows:
-        row.setdefault("ahead", False)
-        row.setdefault("holm_alpha", math.nan)
-        row.setdefault("low", math.nan)
-        row.setdefault("high", math.nan)
+    rows = [{"other": other, **paired_difference(by_method[reference], values, rng)}
+            for other, values in by_method.items() if other != reference]
+    rejected, levels = holm([r["p"] for r in rows], alpha)
+    for row, ahead, level in zip(rows, rejected, levels):
+        boot = row.pop("boot")
+        row["ahead"], row["holm_alpha"] = ahead, level
+        row["low"], row["high"] = ((math.nan, math.nan) if boot is None else
+                                   tuple(float(q) for q in np.quantile(boot, [level / 2, 1 - level / 2])))
     return rows
 
 

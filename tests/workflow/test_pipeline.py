@@ -76,6 +76,18 @@ def test_editing_stage1_reruns_stage1(smoke_pipeline, path):
     assert "build_graphs" in rules
 
 
+@pytest.mark.parametrize("part", ["markdown", "outputs"])
+def test_editing_a_notebooks_markdown_or_outputs_reruns_nothing(smoke_pipeline, part):
+    with edited(smoke_pipeline, "notebooks/04_search.ipynb", part):
+        assert planned_jobs(smoke_pipeline) == []
+
+
+def test_editing_a_notebooks_code_cell_reruns_that_stage_and_what_follows(smoke_pipeline):
+    with edited(smoke_pipeline, "notebooks/04_search.ipynb", "code"):
+        rules = {rule for rule, _ in planned_jobs(smoke_pipeline)}
+    assert rules == {"search_architecture", "retrain_cell", "rank_supernet", "report", "all"}
+
+
 def test_editing_the_vgae_reruns_no_baseline(smoke_pipeline):
     with edited(smoke_pipeline, "notebooks/02_vgae_pretrain.ipynb"):
         jobs = planned_jobs(smoke_pipeline)

@@ -30,6 +30,8 @@ def here(path):
 RUN = config["run"]
 RESULTS = f"{layout.RESULTS}/{RUN}"
 FINISH_SCRIPT = shlex.quote(here(ROOT / "workflow" / "scripts" / "finish_stage_run.py"))
+RUN_SCRIPT = shlex.quote(here(ROOT / "workflow" / "scripts" / "run_notebook.py"))
+NOTEBOOK_CODE_DIR = Path(".snakemake", "e2nas-notebook-code")
 CONDA_ENV = str(ROOT / "envs" / "e2nas.yaml")
 
 # Jobs call `python` from PATH: Snakemake's own interpreter (e.g. .venv/bin) comes first,
@@ -46,8 +48,7 @@ os.environ.setdefault("E2NAS_INVOCATION", uuid.uuid4().hex[:12])
 NOTEBOOK_SHELL = (
     "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
     f"PYTHONPATH=\"$PWD\"/{shlex.quote(here(ROOT / 'src'))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; rc=0; "
-    "python -m papermill {input.notebook:q} {log.notebook:q} --kernel python3 "
-    "--parameters_file {params.parameters:q} --log-output --no-progress-bar || rc=$?; "
+    f"python {RUN_SCRIPT} {{params.notebook:q}} {{log.notebook:q}} {{params.parameters:q}} || rc=$?; "
     f"python {FINISH_SCRIPT} {{log.notebook:q}} {{params.parameters:q}} $rc; exit $rc"
 )
 
@@ -64,7 +65,23 @@ def init_tracking_store():
 
 
 def notebook(name):
+    """The notebook a stage runs (a param of its rule: the shell runs it)."""
     return here(ROOT / "notebooks" / f"{name}.ipynb")
+
+
+def notebook_code(name):
+    """The input that stands for a stage's notebook: its code cells alone, in a file under .snakemake/ (rewritten
+    only when they change), so that editing its markdown or its outputs reruns nothing and a code cell reruns
+    the stage and what follows."""
+    cells = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+    text = json.dumps(["".join(c["source"]) for c in cells if c["cell_type"] == "code"], indent=0) + "\n"
+    path = NOTEBOOK_CODE_DIR / f"{name}.json"
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(f".{path.name}.{os.getpid()}")
+        part.write_text(text)
+        os.replace(part, path)
+    return str(path)
 
 
 def space_is_enumerated(space):
@@ -211,7 +228,7 @@ def nb201_table_files(space):
 
 def get_rank_inputs(wc):
     return {
-        "notebook": notebook("06_rank_supernet"),
+        "notebook": notebook_code("06_rank_supernet"),
         "code": code("06_rank_supernet", wc.space),
         "warmup": path("warmup", **dict(wc.items())),
         "supernets": [path("searched_supernet", **{**dict(wc.items()), "method": m}) for m in supernet_methods()],
@@ -250,7 +267,7 @@ def configured(methods):
 def get_search_inputs(wc):
     """E2NAS variants read the VGAE; baselines do not, so editing stage 2 reruns none of them."""
     inputs = {
-        "notebook": notebook("04_search"),
+        "notebook": notebook_code("04_search"),
         "warmup": path("warmup", **dict(wc.items())),
         "code": code("04_search", wc.space, wc.method),
         "tables": nb201_table_files(wc.space),
@@ -313,7 +330,7 @@ def judged_cell_text(wc):
 
 def get_retrain_inputs(wc):
     inputs = {
-        "notebook": notebook("05_retrain"),
+        "notebook": notebook_code("05_retrain"),
         "code": code("05_retrain", wc.space),
     }
     if wc.method != RANDOM_METHOD and not is_reference(wc.method):
@@ -328,7 +345,7 @@ def get_report_inputs(wc):
     searched = configured(config["methods"])
     ranked = space_has_table(space)
     return {
-        "notebook": notebook("07_report"),
+        "notebook": notebook_code("07_report"),
         "code": code("07_report", space),
         "results": [path("search_result", dataset=d, space=space, method=m, seed=s) for d, m, s in searched],
         "retrained": [path("retrain_metrics", dataset=d, space=space, method=m, seed=s)

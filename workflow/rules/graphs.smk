@@ -8,13 +8,14 @@ def build_graphs_parameters(wc):
 
 rule build_graphs:
     input:
-        notebook=notebook("01_graph_dataset"),
+        notebook=notebook_code("01_graph_dataset"),
         code=lambda wc: code("01_graph_dataset", wc.space),
     output:
         **outputs("build_graphs"),
     log:
         notebook=log_notebook("build_graphs"),
     params:
+        notebook=notebook("01_graph_dataset"),
         parameters=lambda wc, input, output: stage_parameters("build_graphs", wc, input, output, **build_graphs_parameters(wc)),
         settings=lambda wc: settings(build_graphs_parameters(wc)),
     resources:

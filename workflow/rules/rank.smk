@@ -14,6 +14,7 @@ rule rank_supernet:
     log:
         notebook=log_notebook("rank_supernet"),
     params:
+        notebook=notebook("06_rank_supernet"),
         parameters=lambda wc, input, output: stage_parameters("rank_supernet", wc, input, output, **rank_supernet_parameters(wc)),
         settings=lambda wc: settings(rank_supernet_parameters(wc)),
     wildcard_constraints:

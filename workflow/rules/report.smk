@@ -13,6 +13,7 @@ rule report:
     log:
         notebook=log_notebook("report"),
     params:
+        notebook=notebook("07_report"),
         parameters=lambda wc, input, output: stage_parameters("report", wc, input, output, {"space": config["space"]}, **report_parameters(wc)),
         settings=lambda wc: settings(report_parameters(wc)),
     resources:

@@ -27,6 +27,7 @@ rule retrain_cell:
     log:
         notebook=log_notebook("retrain_cell"),
     params:
+        notebook=notebook("05_retrain"),
         parameters=lambda wc, input, output: stage_parameters("retrain_cell", wc, input, output, **retrain_cell_parameters(wc)),
         settings=lambda wc: settings(retrain_cell_parameters(wc)),
     wildcard_constraints:
@@ -52,13 +53,14 @@ def judge_cell_parameters(wc):
 
 rule judge_cell:
     input:
-        notebook=notebook("05_retrain"),
+        notebook=notebook_code("05_retrain"),
         code=lambda wc: code("05_retrain", wc.space),
     output:
         **outputs("judge_cell"),
     log:
         notebook=log_notebook("judge_cell"),
     params:
+        notebook=notebook("05_retrain"),
         parameters=lambda wc, input, output: stage_parameters("judge_cell", wc, input, output, {"method": f"judge {wc.cell}"},
                                                               **judge_cell_parameters(wc)),
         settings=lambda wc: settings(judge_cell_parameters(wc)),

@@ -19,6 +19,7 @@ checkpoint search_architecture:
     log:
         notebook=log_notebook("search_architecture"),
     params:
+        notebook=notebook("04_search"),
         parameters=lambda wc, input, output: stage_parameters("search_architecture", wc, input, output, **search_architecture_parameters(wc)),
         settings=lambda wc: settings(search_architecture_parameters(wc)),
     wildcard_constraints:
@@ -43,7 +44,7 @@ def search_standalone_parameters(wc):
 
 checkpoint search_standalone:
     input:
-        notebook=notebook("04_search"),
+        notebook=notebook_code("04_search"),
         code=lambda wc: code("04_search", wc.space, wc.method),
         ground_truth=lambda wc: ground_truth_files(wc.dataset),
         tables=lambda wc: nb201_table_files(wc.space),
@@ -52,6 +53,7 @@ checkpoint search_standalone:
     log:
         notebook=log_notebook("search_standalone"),
     params:
+        notebook=notebook("04_search"),
         parameters=lambda wc, input, output: stage_parameters("search_standalone", wc, input, output, **search_standalone_parameters(wc)),
         settings=lambda wc: settings(search_standalone_parameters(wc)),
     wildcard_constraints:

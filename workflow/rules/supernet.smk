@@ -11,13 +11,14 @@ def warmup_supernet_parameters(wc):
 
 rule warmup_supernet:
     input:
-        notebook=notebook("03_supernet_warmup"),
+        notebook=notebook_code("03_supernet_warmup"),
         code=lambda wc: code("03_supernet_warmup", wc.space),
     output:
         **outputs("warmup_supernet"),
     log:
         notebook=log_notebook("warmup_supernet"),
     params:
+        notebook=notebook("03_supernet_warmup"),
         parameters=lambda wc, input, output: stage_parameters("warmup_supernet", wc, input, output, **warmup_supernet_parameters(wc)),
         settings=lambda wc: settings(warmup_supernet_parameters(wc)),
     wildcard_constraints:

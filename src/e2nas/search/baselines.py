@@ -76,6 +76,7 @@ class GDAS(_EdgeLogits):
     def start_epoch(self, epoch: int, epochs: int) -> dict:
         self.tau = linear_tau(epoch, epochs, self.cfg.gdas_tau_max, self.cfg.gdas_tau_min)
         self.redraws = 0
+        self.sampled: list[Cell] = []  # the cells the architecture half ran this epoch
         return {"eta": None, "tau": self.tau}
 
     def gumbel_sample(self) -> tuple[Tensor, Tensor]:
@@ -112,9 +113,12 @@ class GDAS(_EdgeLogits):
         self.harness.train_paths(xw, yw, [(cell_w, 1.0)], probe=prev if probe else None)
         self.arch_update(self.harness.path_loss(xa, ya, cell_a, straight_through(probs_a, index_a)))
         self.prev = cell_w
+        self.sampled.append(cell_a)
 
     def epoch_extras(self) -> dict:
-        return {**super().epoch_extras(), "gumbel_redraws": self.redraws}
+        sampled = getattr(self, "sampled", [])
+        return {**super().epoch_extras(), "gumbel_redraws": self.redraws,
+                "sampled_parameter_free_share": self.harness.space.parameter_free_share(sampled) if sampled else None}
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "prev": None if self.prev is None else list(self.prev)}

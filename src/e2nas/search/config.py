@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+WEIGHT_PATHS = ("sampled", "broad", "fair", "frozen")
+
 
 @dataclass
 class SearchConfig:
@@ -41,6 +43,11 @@ class SearchConfig:
     archive_size: int = 50  # K: latents in the novelty archive (filled with K samples of q at the start)
     explore_r: float = 10.0  # r in η_t = 1 − sigmoid(r (2t/T − 1))
     complement_lambda: float = 0.5  # λ in L_w = (1 − λ) L(a_t) + λ/2 [L(a_{t−1}) + L(a_c)]
+    # What E2NAS's weight half trains each step: "sampled" (the paper's: a_t, a_{t−1}, a_c), "broad" (a_t at
+    # 1 − λ and two uniformly drawn cells at λ/2 each: as many paths, fewer of them the search's own), "fair"
+    # (a_t and the |ops| paths of a fair update, every edge taking every op once) or "frozen" (none: the
+    # warm-up supernet judges throughout). docs/method.md: why, with the numbers.
+    weight_paths: str = "sampled"
     # Baselines.
     gdas_tau_max: float = 10.0  # GDAS's Gumbel temperature, annealed linearly per epoch (as GDAS does) ...
     gdas_tau_min: float = 0.1  # ... to this
@@ -64,6 +71,7 @@ class SearchConfig:
             "grad_rms_decay": 0 <= self.grad_rms_decay < 1,
             "archive_size": self.archive_size >= 2,
             "complement_lambda": 0 <= self.complement_lambda <= 1,
+            "weight_paths": self.weight_paths in WEIGHT_PATHS,
             "rsps_num_candidates": self.rsps_num_candidates >= 1,
             "rsps_eval_images": self.rsps_eval_images >= 1,
             "eval_batch_size": self.eval_batch_size >= 1,

@@ -145,7 +145,7 @@ class E2NAS(SearchMethod):
         self.prev: Cell | None = None  # a_{t−1}
         self.start_cell = start_cell
         self.tau, self.eta = cfg.tau_max, 0.0
-        self.epoch_cells: set[Cell] = set()
+        self.epoch_cells: list[Cell] = []  # the cell each step of the epoch sampled
         self.last: dict[str, Tensor] = {}  # the last step's sample, probabilities and raw term gradients (tests, benchmarks)
         self.encoding_nn_median = nearest_neighbour_median(encodings) if encodings is not None else None
         self._check_decoder()
@@ -223,7 +223,7 @@ class E2NAS(SearchMethod):
     def start_epoch(self, epoch: int, epochs: int) -> dict:
         self.tau = geometric_tau(epoch, epochs, self.cfg.tau_max, self.cfg.tau_min)
         self.eta = eta_at(epoch, epochs, self.cfg.explore_r) if self.explore else 0.0
-        self.epoch_cells = set()
+        self.epoch_cells = []
         return {"eta": self.eta, "tau": self.tau}
 
     def sigma(self) -> Tensor:
@@ -249,18 +249,32 @@ class E2NAS(SearchMethod):
         mu_index, _ = space.decode(probs_mu)
         cell, index = hard_cell(probs, cell, decoded)
         self.harness.stats.add("sampled_decoded", (index.reshape(-1) == mu_index.reshape(-1)).all().float())
-        self.epoch_cells.add(cell)
+        self.epoch_cells.append(cell)
         prev = self.prev if self.prev is not None else cell
         self.weight_step(xw, yw, prev, cell, probe)
         self.arch_step(xa, ya, z, eps, probs, cell, index)
         self.prev = cell
 
     def weight_step(self, x, y, prev: Cell, cur: Cell, probe: bool) -> None:
+        if self.cfg.weight_paths == "frozen":  # the warm-up supernet judges throughout
+            return
+        self.harness.train_paths(x, y, self.weight_terms(prev, cur), probe=prev if probe else None)
+
+    def weight_terms(self, prev: Cell, cur: Cell) -> list[tuple[Cell, float]]:
+        """The (cell, coefficient) terms of this step's weight loss under `search.weight_paths`."""
+        space, gen = self.harness.space, self.harness.gens["choice"]
+        if self.cfg.weight_paths == "broad":  # as many paths as complementation, two of them the space's, not the search's
+            return [(cur, 1.0 - self.lam)] + ([(c, self.lam / 2) for c in space.sample(2, gen)] if self.lam > 0 else [])
+        if self.cfg.weight_paths == "fair":  # a_t and a fair update: every edge takes every op once
+            from e2nas.warmup import fair_paths
+
+            paths = fair_paths(gen, space)
+            return [(cur, 1.0 - self.lam)] + ([(c, self.lam / len(paths)) for c in paths] if self.lam > 0 else [])
         comp = cur
         if self.lam > 0:
-            comp = self.harness.space.complement(prev, cur, self.harness.gens["choice"])
+            comp = space.complement(prev, cur, gen)
             self.harness.stats.add_host("complement_same", comp == cur)
-        self.harness.train_paths(x, y, complement_terms(prev, cur, comp, self.lam), probe=prev if probe else None)
+        return complement_terms(prev, cur, comp, self.lam)
 
     def validation_loss(self, x: Tensor, y: Tensor, cell: Cell, weights: Tensor) -> Tensor:
         """L_val of the single path `cell` under straight-through weights (tests replace it by a known function)."""
@@ -316,7 +330,8 @@ class E2NAS(SearchMethod):
             "mu": self.mu.detach().cpu().tolist(),
             "mu_nearest_distance": None,
             **host,
-            "distinct_cells": len(self.epoch_cells),
+            "distinct_cells": len(set(self.epoch_cells)),
+            "sampled_parameter_free_share": self.harness.space.parameter_free_share(self.epoch_cells) if self.epoch_cells else None,
         }
 
     def result_extras(self) -> dict:

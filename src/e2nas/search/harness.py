@@ -90,6 +90,7 @@ class Harness:
         self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, T_max=cfg.epochs, eta_min=cfg.w_lr_min)
         self.gens = stage_generators(seed, GENERATORS, self.device, on_device=("noise",))
         self.stats = EpochStats()
+        self.trained: list[Cell] = []  # the single paths the weight half trained this epoch (diagnostics)
         self.eval_x = self.eval_y = None
         if eval_x is not None:
             self.set_eval(eval_x, eval_y)
@@ -148,6 +149,7 @@ class Harness:
         merged: dict[Cell, float] = {}
         for cell, coef in terms:
             merged[tuple(cell)] = merged.get(tuple(cell), 0.0) + coef
+        self.trained.extend(cell for cell, coef in merged.items() if coef)
         if probe is not None:
             self.stats.set("forget_before", self.probe_accuracy(probe))
         self.w_opt.zero_grad(set_to_none=True)
@@ -195,6 +197,13 @@ class Harness:
 
     def end_epoch(self) -> None:
         self.w_sched.step()
+
+    def path_diagnostics(self) -> dict:
+        """What the epoch's weight half trained: its distinct cells and the parameter-free share of their ops
+        (a single-path search that trains its own favourites comes to prefer them); then starts a new epoch's."""
+        trained, self.trained = self.trained, []
+        return {"distinct_cells_trained": len(set(trained)) if trained else None,
+                "trained_parameter_free_share": self.space.parameter_free_share(trained) if trained else None}
 
     def state_dict(self) -> dict:
         return {

@@ -51,6 +51,8 @@ def _record(epoch, method, schedule, stats, cell, acc, table, seconds) -> dict:
         "nb201_cifar10": None if looked is None else looked.get("cifar10"),
         "seconds": seconds,
         "mu": None,  # E2NAS's μ (its extras replace it)
+        "sampled_parameter_free_share": None,  # of the cells the architecture half ran (E2NAS, GDAS)
+        **method.harness.path_diagnostics(),
         **method.epoch_extras(),
     }
 
