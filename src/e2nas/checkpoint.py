@@ -1,13 +1,13 @@
 """Atomic, resumable checkpoints and the life of a long stage (warm-up, search, retrain: `EpochStage`).
 
 A stage keeps its checkpoint outside its declared outputs, so Snakemake never deletes it
-after a kill; it writes to a temporary file and renames it, so a kill never leaves a torn
-file. Everything is loaded with `weights_only=True`.
+after a kill; it writes to a temporary file and renames it (`e2nas.atomic`), so a kill never
+leaves a torn file, and a failed write (disk full) leaves nothing behind and names the file and
+the errno. Everything is loaded with `weights_only=True`.
 """
 
 from __future__ import annotations
 
-import glob
 import logging
 import math
 import os
@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from e2nas.atomic import WriteError, atomic_write
+
+__all__ = ["CheckpointError", "DivergedError", "EpochCheckpoint", "EpochStage", "WriteError", "atomic_save",
+           "check_finite", "check_same_config", "file_digest", "rng_state", "safe_load", "set_rng_state", "write_json"]
 
 log = logging.getLogger(__name__)
 
@@ -29,31 +34,22 @@ class DivergedError(RuntimeError):
     """Training produced a non-finite loss; the last good checkpoint is kept."""
 
 
-def _replace(tmp: Path, path: Path) -> None:
-    """Rename `tmp` onto `path`, and drop what writers of `path` killed mid-write left beside it."""
-    os.replace(tmp, path)
-    for orphan in path.parent.glob(f".{glob.escape(path.name)}.tmp*"):
-        orphan.unlink(missing_ok=True)
-
-
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    _replace(tmp, path)
+    """torch.save to a temporary file of this writer beside `path`, then rename it into place.
+
+    A failed write (e.g. disk full) removes that temporary file and raises WriteError (an OSError)
+    naming `path` and the errno; temporary files of other writers are never touched (`e2nas.atomic`).
+    """
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
-    """JSON through a temporary file beside `path` and a rename, so a kill never leaves a torn file."""
+    """JSON through a temporary file beside `path` and a rename, so a kill never leaves a torn file
+    (failures as `atomic_save`)."""
     import json
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    _replace(tmp, path)
+    text = json.dumps(obj, indent=2) + "\n"  # serialised first: an unserialisable object writes nothing
+    atomic_write(path, lambda f: f.write(text), "w")
 
 
 def safe_load(path: str | os.PathLike, what: str = "checkpoint") -> dict:
