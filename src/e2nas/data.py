@@ -11,6 +11,10 @@ Where the files are looked for (the first folder that holds them wins):
      what e2nas decompressed or torchvision downloaded there before.
 When none holds them and `download` allows it, torchvision downloads fashion-mnist and CIFAR
 into the cache (machines without a network fail fast and get a DatasetError saying what to do).
+What e2nas decodes into a cache (fashion-mnist's IDX files) carries the digests of the decoded
+files and of their sources (`DIGESTS_FILE` beside them), checked at every load: a cache edited
+or damaged since is a DatasetError naming the file and the fix, and a changed source is decoded
+again.
 
 CIFAR's and ImageNet16's files are pickles; e2nas decodes them itself through `_BatchUnpickler`,
 which builds numpy arrays and plain containers only, so a crafted file cannot run code
@@ -22,13 +26,13 @@ supernet weights and one for the architecture; the test set is held back for the
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import math
 import os
 import pickle
 import shlex
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,14 +203,125 @@ def _try_download(name: str, download: bool | None, attempt) -> tuple[object | N
 # ---------------------------------------------------------------- fashion-mnist
 
 
-def _decompress(src: Path, dst: Path) -> None:
-    """Gunzip `src` to `dst` through a temporary file, so parallel jobs never see a torn file."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
-        shutil.copyfileobj(fin, fout, length=1 << 20)
-    os.replace(tmp, dst)
+# The digests of what e2nas decoded into a cache (and of the files it decoded them from), beside the
+# decoded files' folder: every load checks the decoded files against them, so a cache edited or damaged
+# since (e.g. labels zeroed) is an error naming the file, not a silent training on other data.
+DIGESTS_FILE = "e2nas-digests.json"
+
+
+def _sha256(path: Path) -> str:
+    from e2nas.checkpoint import file_digest
+
+    return file_digest(path)
+
+
+def _gunzip_sha256(src: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with gzip.open(src, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _source_stat(src: Path) -> dict:
+    st = src.stat()
+    return {"source": str(src.resolve()), "source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
+
+
+class _Digests:
+    """The digests file of one decoded folder (`raw`): {file name: {sha256, source, source_sha256, ...}}."""
+
+    def __init__(self, raw: Path):
+        self.raw, self.path = raw, raw.parent / DIGESTS_FILE
+        try:
+            import json
+
+            self.files = dict(json.loads(self.path.read_text()).get("files") or {})
+        except (OSError, ValueError, AttributeError):
+            self.files = {}
+        self.changed = False
+
+    def record(self, name: str, sha256: str, src: Path) -> None:
+        self.files[name] = {"sha256": sha256, **_source_stat(src), "source_sha256": _sha256(src)}
+        self.changed = True
+
+    def source_unchanged(self, name: str, src: Path) -> bool:
+        """Whether `name` was decoded from `src` as it is now (same size and time, else the same content)."""
+        entry = self.files.get(name)
+        if not entry or entry.get("source") != str(src.resolve()):
+            return False
+        stat = _source_stat(src)
+        if (entry.get("source_size"), entry.get("source_mtime_ns")) == (stat["source_size"], stat["source_mtime_ns"]):
+            return True
+        if entry.get("source_sha256") == _sha256(src):  # touched, not changed
+            entry.update(stat)
+            self.changed = True
+            return True
+        return False
+
+    def verify(self, name: str) -> None:
+        """The decoded file must have the digest recorded when it was decoded; a DatasetError names it and the fix."""
+        entry, path = self.files.get(name), self.raw / name
+        if entry and _sha256(path) != entry.get("sha256"):
+            source = entry.get("source") or "its source file"
+            raise DatasetError(
+                f"decoded dataset file {path} does not match the digest e2nas recorded when it decoded it from {source} "
+                f"(it was edited or damaged since; {self.path}); delete it (rm {shlex.quote(str(path))}) and load again: "
+                f"it is decoded afresh from {source}"
+            )
+
+    def save(self) -> None:
+        if self.changed:
+            import json
+
+            from e2nas.atomic import write_text
+
+            try:
+                write_text(self.path, json.dumps({"format": 1, "files": self.files}, indent=2, sort_keys=True) + "\n")
+            except OSError as exc:  # a read-only folder of the user's: the files are still checked each load
+                log.warning("could not record the digests of %s: %s", self.raw, exc)
+            self.changed = False
+
+
+@contextlib.contextmanager
+def _decoding(raw: Path):
+    """One decoder of a folder at a time (parallel jobs): a lock file beside the folder (none where the
+    folder is read-only: nothing is decoded there then)."""
+    from filelock import FileLock
+
+    try:
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(raw.parent / ".e2nas-decode.lock"))
+        lock.acquire()
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _decompress(src: Path, dst: Path) -> str:
+    """Gunzip `src` to `dst` through a temporary file, so parallel jobs never see a torn file; returns
+    the sha256 of what was written."""
+    import hashlib
+
+    from e2nas.atomic import atomic_write
+
+    digest = hashlib.sha256()
+
+    def write(fout):
+        with gzip.open(src, "rb") as fin:
+            for block in iter(lambda: fin.read(1 << 20), b""):
+                digest.update(block)
+                fout.write(block)
+
+    atomic_write(dst, write)
     log.info("decompressed %s into %s", src, dst)
+    return digest.hexdigest()
 
 
 def _fashion_raw(folder: Path) -> Path:
@@ -217,21 +332,48 @@ def _has_all(folder: Path, names, suffix: str = "") -> bool:
     return all((folder / f"{n}{suffix}").is_file() for n in names)
 
 
+def _check_decoded(raw: Path) -> None:
+    """A folder of decoded IDX files (torchvision's layout): each checked against its recorded digest; one
+    without a record but with its .gz beside it (torchvision's download) is checked against that .gz once,
+    then recorded. Files with neither are the folder's own source files."""
+    digests = _Digests(raw)
+    for n in FASHION_FILES:
+        gz = raw / f"{n}.gz"
+        if n not in digests.files and gz.is_file():
+            if _sha256(raw / n) != _gunzip_sha256(gz):
+                raise DatasetError(
+                    f"decoded dataset file {raw / n} is not the content of {gz} beside it (edited or damaged); "
+                    f"delete it (rm {shlex.quote(str(raw / n))}) and load again: it is decoded afresh from {gz}"
+                )
+            digests.record(n, _sha256(raw / n), gz)
+        digests.verify(n)
+    digests.save()
+
+
 def _fashion_root(folder: Path, cache: Path) -> Path | None:
     """A torchvision root holding Fashion-MNIST from `folder`, decompressing gzipped files into `cache`.
 
     `folder` may hold torchvision's layout (FashionMNIST/raw/), or the gzipped IDX files
-    directly or under fashion-mnist/ (the Debian package's layout).
+    directly or under fashion-mnist/ (the Debian package's layout). Decoded files carry the
+    digests of what was decoded and of its source (`DIGESTS_FILE`), checked at every load.
     """
     if _has_all(_fashion_raw(folder), FASHION_FILES):
+        with _decoding(_fashion_raw(folder)):
+            _check_decoded(_fashion_raw(folder))
         return folder
     for gz_dir in (folder, folder / "fashion-mnist"):
         if _has_all(gz_dir, FASHION_FILES, ".gz"):
-            for n in FASHION_FILES:
-                src, dst = gz_dir / f"{n}.gz", _fashion_raw(cache) / n
-                # Decompress once; again only when the source is newer than the cached copy.
-                if not dst.is_file() or dst.stat().st_mtime < src.stat().st_mtime:
-                    _decompress(src, dst)
+            raw = _fashion_raw(cache)
+            with _decoding(raw):
+                digests = _Digests(raw)
+                for n in FASHION_FILES:
+                    src, dst = gz_dir / f"{n}.gz", raw / n
+                    # Decoded once; again when the source changed (or the decoded file is gone).
+                    if dst.is_file() and digests.source_unchanged(n, src):
+                        digests.verify(n)
+                    else:
+                        digests.record(n, _decompress(src, dst), src)
+                digests.save()
             return cache
     return None
 
@@ -251,6 +393,8 @@ def _load_fashion(root, cache: Path, download: bool | None) -> tuple[Tensor, Ten
                 cause,
             )
         tv_root = cache
+        with _decoding(_fashion_raw(cache)):
+            _check_decoded(_fashion_raw(cache))  # torchvision's download, checked against its .gz and recorded
     log.info("fashion-mnist from %s", tv_root)
     try:
         train, test = FashionMNIST(tv_root, train=True), FashionMNIST(tv_root, train=False)
