@@ -293,3 +293,13 @@ def test_the_module_runs_with_python_dash_m():
     run = subprocess.run([sys.executable, "-m", "e2nas.tables.nb201_convert", "--help"], capture_output=True, text=True,
                          timeout=120, env={**os.environ, "PYTHONPATH": str(Path(nb201_convert.__file__).parents[2])})
     assert run.returncode == 0 and "only on files you trust" in " ".join(run.stdout.split())
+
+
+@pytest.mark.parametrize("scale, match", [(0.01, "every test-accuracy is at most 1, fractions"),
+                                          (1.5, r"test-accuracy 1\d\d\.\d+ on \w+, not a percentage in \[0, 100\]")])
+def test_accuracies_that_are_fractions_or_past_100_write_no_table(tmp_path, shipped, scale, match):
+    """What Nb201Table.load refuses, the converter does not write (issue 29, item 3)."""
+    folder = write_nats_simple(tmp_path / "NATS-tss-v1_0-3ffb9-simple", shipped * scale)
+    with pytest.raises(ConvertError, match=match):
+        convert(folder, tmp_path / "o.csv")
+    assert not (tmp_path / "o.csv").exists()

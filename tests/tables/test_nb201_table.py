@@ -1,5 +1,6 @@
 import json
 import logging
+import math
 
 import pytest
 
@@ -84,3 +85,28 @@ def test_a_table_with_holes_repeats_or_no_rows_is_refused_naming_the_file(tmp_pa
 def test_a_folder_given_as_the_table_is_named_as_a_folder(tmp_path):
     with pytest.raises(TableError, match="is a folder, not a CSV file"):
         Nb201Table.load(tmp_path)
+
+
+@pytest.mark.parametrize("body, match", [
+    (f"{BEST},inf,70,40\n", r"row 2 .* cifar10 = inf; every accuracy must be a finite percentage in \[0, 100\]"),
+    (f"{BEST},94,70,40\n{ALL_SKIP},54,20,140\n", r"row 3 .* imagenet16_120 = 140.0; every accuracy must be a finite percentage"),
+    (f"{BEST},94,-1,40\n", r"row 2 .* cifar100 = -1.0"),
+    (f"{BEST},0.94,0.73,0.47\n{ALL_SKIP},0.54,0.2,0.1\n", "every accuracy is at most 1, so they are fractions, not percentages"),
+])
+def test_a_table_with_infinite_out_of_range_or_fractional_accuracies_is_refused(tmp_path, body, match):
+    bad = tmp_path / "t.csv"
+    bad.write_text(HEADER + body)
+    with pytest.raises(TableError, match=match) as err:
+        Nb201Table.load(bad)
+    assert str(bad) in str(err.value)
+
+
+def test_a_partial_table_loads_with_a_warning_and_gives_no_percentiles(tmp_path, caplog, table):
+    part = tmp_path / "part.csv"
+    part.write_text(HEADER + f"{BEST},94.37,73.5,47.3\n{ALL_SKIP},54.3,20.1,10.2\n" + "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,10,1,1\n")
+    with caplog.at_level(logging.WARNING):
+        small = Nb201Table.load(part)
+    assert "partial table: 3 of 15,625 cells" in caplog.text and str(part) in caplog.text
+    assert small.lookup(BEST)["cifar10"] == 94.37  # look-ups still work
+    assert math.isnan(small.percentile(94.37)) and small.rank(94.37) is None  # not "the 100th percentile of 3 cells"
+    assert table.complete and table.percentile(table.stats()["best"]) == 100.0  # the whole space still ranks

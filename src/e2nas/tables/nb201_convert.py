@@ -42,7 +42,6 @@ import math
 import os
 import pickle
 import sys
-import tempfile
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -211,6 +210,9 @@ def read_rows(api, benchmark: str, progress: bool = False) -> pd.DataFrame:
             value = info.get("test-accuracy")
             if value is None or not math.isfinite(float(value)):
                 raise ConvertError(f"index {index} ({arch}): get_more_info gave no test-accuracy on {dataset} (got {value!r})")
+            if not 0 <= float(value) <= 100:
+                raise ConvertError(f"index {index} ({arch}): get_more_info gave test-accuracy {value!r} on {dataset}, "
+                                   "not a percentage in [0, 100]")
             row[column] = round(float(value), DECIMALS)
         rows.append(row)
         _forget(api, index)
@@ -228,16 +230,11 @@ def write_table(frame: pd.DataFrame, out_csv: Path) -> None:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """`text` as it is (no newline translation) through e2nas.atomic: a failed write leaves nothing and
+    names the file and the errno (ENOSPC: disk full)."""
+    from e2nas.atomic import atomic_write
+
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _sha256_file(path: Path) -> str:
@@ -323,6 +320,9 @@ def convert(path, out_csv, benchmark: str | None = None, *, full_unpickle: bool 
     frame = read_rows(api, benchmark, progress=progress)
     if frame.empty:
         raise ConvertError(f"{path} holds no cells")
+    if (frame[list(COLUMNS)] <= 1).all().all():  # what Nb201Table.load refuses: write no table it cannot read
+        raise ConvertError(f"{path}: every test-accuracy is at most 1, fractions rather than the percentages "
+                           "the table holds; this API version reports another scale")
     write_table(frame, out_csv)
     meta = provenance(frame, path, benchmark, call, out_csv)
     _atomic_write(out_csv.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
