@@ -204,8 +204,16 @@ def format_arch(arch: Sequence[int]) -> str:
     return repr(to_genotype(arch))
 
 
+# Bounds of a genotype's text, checked before it is parsed: a published genotype is about 500 characters,
+# a concat lists 4 nodes; `range(0, 200000000)` or a megabyte of text must fail here, not exhaust memory.
+MAX_TEXT = 4096
+MAX_CONCAT = 16
+MAX_RANGE_ARG = 1000
+
+
 def _literal(node: ast.expr, field: str):
-    """A field's value: a Python literal, or range(a, b) (how a DARTS search log prints concat)."""
+    """A field's value: a Python literal, or range(a, b) (how a DARTS search log prints concat), read from the
+    syntax tree (never evaluated); a range is expanded only when it is at most MAX_CONCAT long."""
     if (
         field.endswith("_concat")
         and isinstance(node, ast.Call)
@@ -213,11 +221,22 @@ def _literal(node: ast.expr, field: str):
         and node.func.id == "range"
         and not node.keywords
     ):
-        return list(range(*(_literal(arg, "range argument") for arg in node.args)))
+        args = [_literal(arg, "range argument") for arg in node.args]
+        if not 1 <= len(args) <= 3 or any(isinstance(a, bool) or not isinstance(a, int) or abs(a) > MAX_RANGE_ARG for a in args):
+            raise ValueError(f"DARTS genotype: `{field}` = {ast.unparse(node)[:80]!r} is not range(a, b) of small "
+                             f"integers (|a|, |b| <= {MAX_RANGE_ARG})")
+        if len(args) == 3 and args[2] == 0:
+            raise ValueError(f"DARTS genotype: `{field}` = {ast.unparse(node)[:80]!r} has step 0")
+        if len(range(*args)) > MAX_CONCAT:  # the length of a range is known without building it
+            raise ValueError(f"DARTS genotype: `{field}` = {ast.unparse(node)[:80]!r} lists more than {MAX_CONCAT} nodes")
+        return list(range(*args))
     try:
-        return ast.literal_eval(node)
+        value = ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         raise ValueError(f"DARTS genotype: `{field}` is not a literal ({ast.unparse(node)[:80]!r})") from None
+    if field.endswith("_concat") and isinstance(value, (list, tuple, set, dict)) and len(value) > MAX_CONCAT:
+        raise ValueError(f"DARTS genotype: `{field}` lists {len(value)} nodes, more than {MAX_CONCAT}")
+    return value
 
 
 def _genotype_fields(call: ast.Call) -> dict[str, ast.expr]:
@@ -241,14 +260,20 @@ def parse_arch(text: str) -> Arch:
     """Parse `Genotype(normal=[...], normal_concat=[...], reduce=[...], reduce_concat=[...])` text.
 
     Only literals are read (`ast.literal_eval` on each argument, never `eval`); concat may also
-    be `range(2, 6)`. Returns the canonical encoding; malformed text raises ValueError naming
-    the problem.
+    be `range(2, 6)`. Sizes are bounded before anything is built (MAX_TEXT characters, a concat of
+    at most MAX_CONCAT nodes). Returns the canonical encoding; malformed text raises ValueError
+    naming the problem.
     """
     if not isinstance(text, str):
         raise ValueError(f"a DARTS genotype must be a str, got {type(text).__name__}")  # noqa: TRY004 (callers catch ValueError)
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"malformed DARTS genotype {text[:80]!r}...: {len(text):,} characters, more than a genotype's "
+                         f"{MAX_TEXT:,}")
     form = "Genotype(normal=[(op, input), ...], normal_concat=[2, 3, 4, 5], reduce=[...], reduce_concat=[2, 3, 4, 5])"
     try:
         call = ast.parse(text.strip(), mode="eval").body
+    except (MemoryError, RecursionError):
+        raise ValueError(f"malformed DARTS genotype {text[:80]!r}: nested too deeply") from None
     except SyntaxError as exc:
         raise ValueError(f"malformed DARTS genotype {text[:80]!r}: not of the form {form} ({exc.msg})") from None
     if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Genotype"):
