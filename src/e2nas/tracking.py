@@ -13,7 +13,8 @@ The stage runs of one `snakemake` call ($E2NAS_INVOCATION) are nested under one 
 runs is, and FINISHED (FAILED if a stage failed or was killed) once none is.
 
 Errors of the store become one TrackingError naming the store and the fix: a server that does
-not answer, a local store that cannot be written or is not a readable database.
+not answer, a local store that cannot be written, is held locked past LOCK_RETRY_SECONDS, or is
+not a readable database. `delete_experiment` marks a run's experiment deleted (`e2nas clean`).
 
 Without MLflow installed (the GPU machine) every call is a no-op with one logged note.
 """
@@ -58,6 +59,7 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
 }
 LOCK_RETRY_SECONDS = 120.0
+SQLITE_COMPANIONS = ("-journal", "-wal", "-shm")  # the files SQLite keeps beside a database
 
 # The tags that nest a pipeline's stage runs under its parent run.
 INVOCATION_TAG = "pipeline_invocation"
@@ -137,6 +139,15 @@ def _store_error(uri: str, exc: BaseException) -> TrackingError:
     text = str(exc).lower()
     q = shlex.quote
     move_aside = f"mv {q(str(db))} {q(str(db) + '.broken')}"
+    if _is_transient(exc):
+        return _locked_error(db, exc)
+    for companion in (Path(f"{db}{suffix}") for suffix in SQLITE_COMPANIONS):
+        if companion.exists() and not companion.is_file():  # e.g. the folder of a run named mlflow.db-journal
+            return TrackingError(
+                f"the local MLflow store {db} cannot be written: {companion} is a folder, where SQLite keeps the store's "
+                f"{companion.name[len(db.name) + 1:]} file ({detail}). Move it aside "
+                f"(mv {q(str(companion))} {q(str(companion) + '.moved')}) and rerun"
+            )
     blocker = next((p for p in (db, *db.parents) if p.exists()), None)
     if blocker is not None and blocker != db and not blocker.is_dir():
         return TrackingError(
@@ -171,6 +182,16 @@ def _store_error(uri: str, exc: BaseException) -> TrackingError:
     return TrackingError(f"the local MLflow store {db} refused a call: {detail}")
 
 
+def _locked_error(db: Path, exc: BaseException, what: str | None = None) -> TrackingError:
+    """One line for a local store that stayed locked past LOCK_RETRY_SECONDS, naming who may hold it and the fix."""
+    held = what or f"{db} stayed locked"
+    return TrackingError(
+        f"the local MLflow store {db} cannot be used: {held} for {LOCK_RETRY_SECONDS:.0f} s "
+        f"({type(exc).__name__}: {_first_line(exc)}). Another process holds it (a pipeline or stage still writing, an "
+        f"sqlite3 shell inside a transaction); let it finish or stop it (fuser -v {shlex.quote(str(db))} names it), then rerun"
+    )
+
+
 @contextlib.contextmanager
 def _store_lock(uri: str) -> Iterator[None]:
     """The lock file beside a local SQLite store (nothing for a server): one job at a time inside."""
@@ -178,10 +199,14 @@ def _store_lock(uri: str) -> Iterator[None]:
     if db is None:
         yield
         return
+    from filelock import Timeout
+
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(db) + ".lock")
+        lock = FileLock(str(db) + ".lock", timeout=LOCK_RETRY_SECONDS)
         lock.acquire()
+    except Timeout as exc:
+        raise _locked_error(db, exc, f"its lock file {db}.lock stayed held") from None
     except OSError as exc:  # a read-only results/, or a file where the folder should be
         raise _store_error(uri, exc) from None
     try:
@@ -203,9 +228,7 @@ def _client(results_dir: str | os.PathLike = RESULTS_DIR) -> MlflowClient:
     with _store_lock(uri):
         try:
             client = retry_locked(MlflowClient)(tracking_uri=uri)
-        except Exception as exc:  # a damaged file fails here, while MLflow checks its schema
-            if _is_transient(exc):
-                raise
+        except Exception as exc:  # a damaged file fails here, while MLflow checks its schema (a locked one after retries)
             _forget_engine(uri)
             raise _store_error(uri, exc) from None
         _call(uri, client.search_experiments, max_results=1)
@@ -229,9 +252,9 @@ def _call(uri: str, fn: Callable, *args, **kwargs):
     """Run one store call; a store that cannot be reached or read becomes one TrackingError naming it."""
     try:
         return retry_locked(fn)(*args, **kwargs)
-    except Exception as exc:
-        if _is_transient(exc):
-            raise
+    except TrackingError:
+        raise
+    except Exception as exc:  # a store still locked after LOCK_RETRY_SECONDS of retries is one line too
         raise _store_error(uri, exc) from None
 
 
@@ -640,3 +663,44 @@ def finish_stage_run(
     _call(run.uri, run.client.set_terminated, run.run_id, "FINISHED" if succeeded else "FAILED")
     _update_parent(run.client, run.uri, info.data.tags.get(PARENT_RUN_ID_TAG))
     return run.run_id
+
+
+def experiment_runs(name: str, results_dir: str | os.PathLike = RESULTS_DIR) -> int | None:
+    """How many runs the experiment `name` holds, or None when the store has no such (active) experiment.
+    A local store that does not exist is not created to answer."""
+    if mlflow is None:
+        return None
+    uri = tracking_uri(results_dir)
+    db = _local_db(uri)
+    if db is not None and not db.is_file():
+        return None
+    client = _client(results_dir)
+    exp = _call(uri, client.get_experiment_by_name, name)
+    if exp is None or exp.lifecycle_stage != "active":
+        return None
+    return len(_search_all(client, uri, exp.experiment_id, ""))
+
+
+def delete_experiment(name: str, results_dir: str | os.PathLike = RESULTS_DIR) -> bool:
+    """Mark the experiment `name` deleted with MLflow's own API (its runs and artifacts stay until `mlflow gc`,
+    and `mlflow experiments restore` brings it back). It is renamed `{name} (deleted {time})` first, so that a
+    later run of that name starts a fresh experiment (MLflow keeps a deleted experiment's name taken).
+    Returns whether there was one."""
+    if mlflow is None:
+        return False
+    uri = tracking_uri(results_dir)
+    db = _local_db(uri)
+    if db is not None and not db.is_file():
+        return False
+    client = _client(results_dir)
+    exp = _call(uri, client.get_experiment_by_name, name)
+    if exp is None:
+        return False
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    if exp.lifecycle_stage != "active":  # deleted before (the UI): free its name if MLflow lets us
+        with contextlib.suppress(TrackingError):
+            _call(uri, client.rename_experiment, exp.experiment_id, f"{name} (deleted before {stamp})")
+        return False
+    _call(uri, client.rename_experiment, exp.experiment_id, f"{name} (deleted {stamp})")
+    _call(uri, client.delete_experiment, exp.experiment_id)
+    return True
