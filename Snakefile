@@ -11,6 +11,7 @@ configfile: workflow.source_path("config/config.yaml")
 
 
 sys.path.insert(0, f"{workflow.basedir}/src")
+from e2nas import run_control  # noqa: E402 (torch-free)
 from e2nas.config_check import ConfigError, check, write_composed_schema  # noqa: E402 (torch-free)
 
 # First the short message naming the key, the value and the fix (no traceback: the config is
@@ -34,8 +35,38 @@ include: "workflow/rules/rank.smk"
 include: "workflow/rules/report.smk"
 
 
+# One pipeline per run: a lock of our own under results/{run} that `--unlock` does not clear (it ends with
+# this process); then the temporary files of killed writers go, and a stop on SIGTERM/SIGINT is recorded.
+# A failed run ends with what it means: stopped on request, or a damaged result file and the command that
+# reruns its stage (e2nas.run_control).
+def run_started():
+    try:
+        run_control.start_run("results", config["run"])
+    except run_control.RunLocked as error:
+        sys.exit(str(error))
+    run_control.StopSignals.install()
+
+
+def run_ended(failed):
+    run_control.end_run()
+    notes = [run_control.StopSignals.note(), run_control.damaged_note(f"results/{config['run']}")] if failed else []
+    for note in filter(None, notes):
+        print(note, file=sys.stderr)
+    if failed and run_control.StopSignals.received:  # not "At least one job did not complete successfully"
+        raise SystemExit(128 + run_control.StopSignals.received)
+
+
 onstart:
+    run_started()
     init_tracking_store()
+
+
+onsuccess:
+    run_ended(False)
+
+
+onerror:
+    run_ended(True)
 
 
 rule all:
