@@ -97,3 +97,131 @@ def test_rsps_scores_fresh_cells_on_fresh_batches_each_epoch():
     assert first in first_candidates and second in method.candidates
 
 
+# ---------------------------------------------------------------- each baseline's step, as E2NAS's is tested
+# (issue 29: which batch each half sees, how many draws, which τ; each test named in tests/search/test_mutants.py)
+
+
+def _harness(**cfg):
+    return Harness(tiny_supernet(), tiny_cfg(**cfg), "cpu", 0, *images(16, seed=99), space="nb201")
+
+
+def _replay(gen: torch.Generator) -> torch.Generator:
+    replay = torch.Generator()
+    replay.set_state(gen.get_state())
+    return replay
+
+
+def test_gdas_step_trains_weights_on_the_weight_batch_then_alpha_on_the_arch_batch_with_two_draws_at_tau(monkeypatch):
+    """One GDAS step: exactly two Gumbel draws of α's shape from the noise stream (the weight half's, then the
+    architecture half's), the weight half on (xw, yw) with the first draw's cell, the architecture half on
+    (xa, ya) with straight-through weights of softmax((log_softmax α + g₂)/τ), τ the epoch's linear τ."""
+    import e2nas.search.baselines as baselines
+
+    harness = _harness(epochs=3, gdas_tau_max=10.0, gdas_tau_min=0.1)
+    method = GDAS(harness)
+    events, given = [], []
+    real_train, real_loss, real_st = harness.train_paths, harness.path_loss, baselines.straight_through
+    harness.train_paths = lambda x, y, terms, probe=None: events.append(("weights", x, y, terms)) or real_train(x, y, terms, probe=probe)
+    # path_loss with straight-through weights is the architecture half's (the weight half's has none).
+    harness.path_loss = lambda x, y, cell, weights=None: (weights is not None and events.append(("arch", x, y, tuple(cell)))) or real_loss(
+        x, y, cell, weights)
+    monkeypatch.setattr(baselines, "straight_through", lambda probs, index: given.append(probs.detach().clone()) or real_st(probs, index))
+    for epoch, tau in enumerate([10.0, 5.05, 0.1]):
+        assert method.start_epoch(epoch, 3)["tau"] == pytest.approx(tau) and method.tau == pytest.approx(tau)
+        events.clear(), given.clear()
+        xw, yw, xa, ya = batches()
+        replay = _replay(harness.gens["noise"])
+        logp = torch.log_softmax(method.alpha.detach(), -1)
+        draws = [-torch.empty_like(method.alpha).exponential_(generator=replay).log() for _ in range(2)]
+        method.step(xw, yw, xa, ya)
+        assert torch.equal(harness.gens["noise"].get_state(), replay.get_state())  # two draws, no more
+        (_, x1, y1, terms), (_, x2, y2, cell_a) = events
+        assert [e[0] for e in events] == ["weights", "arch"]
+        assert x1 is xw and y1 is yw and x2 is xa and y2 is ya
+        assert terms == [(tuple(((logp + draws[0]) / tau).argmax(-1).tolist()), 1.0)]  # the first draw picks the weight path
+        want = torch.softmax((logp + draws[1]) / tau, -1)  # the second draw, at this epoch's τ
+        torch.testing.assert_close(given[0], want)
+        assert cell_a == tuple(want.argmax(-1).tolist())
+
+
+def test_darts_step_mixes_at_softmax_alpha_weights_on_the_weight_batch_then_alpha_on_the_arch_batch():
+    """One DARTS step: the mixture at softmax(α) (τ = 1), detached, trains the weights on (xw, yw); then the
+    mixture's loss on (xa, ya), with gradient to α, updates α. No random draw at all."""
+    harness = _harness()
+    method = DARTS(harness)
+    net = harness.net
+    calls, losses = [], []
+    real_mix, real_update = net.forward_mixture, method.arch_update
+
+    def forward_mixture(x, probs):
+        out = real_mix(x, probs)
+        calls.append((x, probs, out))
+        return out
+
+    net.forward_mixture = forward_mixture
+    method.arch_update = lambda loss: losses.append(loss) or real_update(loss)
+    states = {k: g.get_state() for k, g in harness.gens.items()}
+    method.start_epoch(0, 2)
+    xw, yw, xa, ya = batches()
+    alpha = method.alpha.detach().clone()
+    method.step(xw, yw, xa, ya)
+    (x1, p1, _), (x2, p2, logits) = calls
+    assert x1 is xw and x2 is xa
+    torch.testing.assert_close(p1, torch.softmax(alpha, -1)) and not p1.requires_grad
+    torch.testing.assert_close(p2.detach(), torch.softmax(alpha, -1)) and p2.requires_grad
+    torch.testing.assert_close(losses[0], F.cross_entropy(logits, ya))
+    assert not torch.allclose(F.cross_entropy(logits, ya), F.cross_entropy(logits, yw))  # the labels tell the batches apart
+    assert all(torch.equal(g.get_state(), states[k]) for k, g in harness.gens.items())
+
+
+def test_rsps_step_trains_one_uniform_draw_on_the_weight_batch_and_never_reads_the_arch_batch():
+    """One RSPS step: one cell drawn from the choice stream, trained on (xw, yw); no architecture half (the arch
+    batch is not touched), no noise drawn, no τ."""
+    harness = _harness()
+    method = RSPS(harness)
+    seen, arch_reads = [], []
+    real_train, real_loss = harness.train_paths, harness.path_loss
+    harness.train_paths = lambda x, y, terms, probe=None: seen.append((x, y, terms)) or real_train(x, y, terms, probe=probe)
+    harness.path_loss = lambda x, y, cell, weights=None: (weights is not None and arch_reads.append(x)) or real_loss(x, y, cell, weights)
+    noise = harness.gens["noise"].get_state()
+    assert method.start_epoch(0, 2).get("tau") is None
+    for _ in range(3):
+        xw, yw, xa, ya = batches()
+        replay = _replay(harness.gens["choice"])
+        want = harness.space.sample(1, replay)[0]
+        seen.clear()
+        method.step(xw, yw, xa, ya)
+        (x, y, terms), = seen
+        assert x is xw and y is yw and terms == [(tuple(want), 1.0)]
+        assert torch.equal(harness.gens["choice"].get_state(), replay.get_state())  # one draw per step
+    assert all(x is not xa for x in arch_reads) and torch.equal(harness.gens["noise"].get_state(), noise)
+
+
+def test_the_forgetting_probe_reads_the_previous_cell_just_before_and_just_after_the_weight_step():
+    """forget_before is the probe cell's accuracy before the weight step, forget_after after it: fails if
+    "before" is read after the step (then forgetting ≡ 0)."""
+    harness = _harness(w_lr=2.0)  # a step large enough to change the probe batch's predictions
+    cell, probe = (3, 3, 2, 3, 1, 2), (1, 3, 3, 1, 2, 3)
+    xw, yw, _, _ = batches()
+    before = harness.probe_accuracy(probe).item()
+    reference = copy.deepcopy(harness)
+    reference.train_paths(xw, yw, [(cell, 1.0)])
+    after = reference.probe_accuracy(probe).item()
+    assert before != after  # the check has teeth
+    harness.train_paths(xw, yw, [(cell, 1.0)], probe=probe)
+    stats = harness.stats.read()
+    assert stats["forget_before"] == pytest.approx(before) and stats["forget_after"] == pytest.approx(after)
+
+
+@pytest.mark.parametrize("cls", [GDAS, RSPS], ids=["gdas", "rsps"])
+def test_baselines_probe_the_previous_weight_steps_cell(cls):
+    harness = _harness()
+    method = cls(harness)
+    probed, cells = [], []
+    real_probe, real_train = harness.probe_accuracy, harness.train_paths
+    harness.probe_accuracy = lambda cell: probed.append(tuple(cell)) or real_probe(cell)
+    harness.train_paths = lambda x, y, terms, probe=None: cells.append(terms[0][0]) or real_train(x, y, terms, probe=probe)
+    method.start_epoch(0, 2)
+    method.step(*batches())
+    method.step(*batches(), probe=True)
+    assert probed == [cells[0]] * 2 and cells[0] != cells[1]  # a_{t−1}, before and after the step on a_t
