@@ -3,10 +3,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CORES ?= 8
+PORT ?= 5000
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 # The NB201 accuracy table ships with the package (src/e2nas/tables/); E2NAS_NB201_TABLE overrides it.
 
-.PHONY: setup data run test test-fast test-kill lint mlflow-ui clean-venv
+.PHONY: setup data run test test-fast test-kill mutants lint mlflow-ui clean clean-venv
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -36,11 +37,20 @@ test-fast: setup
 test-kill: setup
 	E2NAS_KILL_MATRIX=all $(PY) -m pytest tests/workflow/test_kill_matrix.py
 
+# Every mutant of the search code against the tests named as its killers (make test runs a seeded 12 of them).
+mutants: setup
+	E2NAS_MUTANTS=all $(PY) -m pytest -m slow tests/search/test_mutants.py
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests
 
 mlflow-ui: setup
-	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///results/mlflow.db
+	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port $(PORT) --backend-store-uri sqlite:///results/mlflow.db
+
+# Remove one run: results/$(RUN), its MLflow experiment (marked deleted), its parameter files; asks first (YES=1: no).
+clean: $(VENV)/.installed
+	@test -n "$$RUN" || { echo "usage: make clean RUN=name [YES=1]  (the run's folder under results/)"; exit 2; }
+	$(VENV)/bin/e2nas clean $(if $(YES),--yes) -- "$$RUN"
 
 clean-venv:
 	rm -rf $(VENV)
