@@ -1,5 +1,6 @@
 # E2NAS pipeline: graph dataset → VGAE → supernet warm-up → search → retrain → report.
 # Run `snakemake --cores 8`; see README.md for profiles, single-stage reruns and MLflow.
+import os
 import sys
 
 from snakemake.utils import min_version, validate
@@ -35,11 +36,10 @@ include: "workflow/rules/rank.smk"
 include: "workflow/rules/report.smk"
 
 
-# One pipeline per run: a lock of our own under results/{run} that `--unlock` does not clear (it ends with
-# this process); then the temporary files of killed writers go, and a stop on SIGTERM/SIGINT is recorded.
-# A failed run ends with what it means: stopped on request, or a damaged result file and the command that
-# reruns its stage (e2nas.run_control).
 def run_started():
+    """One pipeline per run: a lock of our own under results/{run} that `--unlock` does not clear (it ends
+    with this process); then the temporary files of killed writers go, and SIGTERM/SIGINT are recorded
+    (e2nas.run_control)."""
     try:
         run_control.start_run("results", config["run"])
     except run_control.RunLocked as error:
@@ -48,12 +48,17 @@ def run_started():
 
 
 def run_ended(failed):
+    """A failed run ends with what it means: stopped on request, or damaged result files and the command
+    that reruns their stages."""
     run_control.end_run()
     notes = [run_control.StopSignals.note(), run_control.damaged_note(f"results/{config['run']}")] if failed else []
     for note in filter(None, notes):
         print(note, file=sys.stderr)
     if failed and run_control.StopSignals.received:  # not "At least one job did not complete successfully"
         raise SystemExit(128 + run_control.StopSignals.received)
+    page = f"results/{config['run']}/report/report.html"
+    if not failed and os.path.exists(page):  # the last line of a run: where to look
+        print(f"The report: {os.path.abspath(page)}", file=sys.stderr)
 
 
 onstart:

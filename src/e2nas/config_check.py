@@ -24,8 +24,7 @@ from pathlib import Path
 
 import yaml
 
-SPACES_DIR = Path(__file__).resolve().parent / "spaces"
-SPACE_SCHEMA = "config.schema.yaml"  # a space package's keys in the shared sections
+from e2nas.space_schema import SPACE_SCHEMA, SPACES_DIR, space_keys, space_names  # noqa: F401 (re-exported)
 
 # Names under results/ that are not runs: a run of that name would write into them. Beside the store
 # SQLite keeps its journal, write-ahead log and shared memory (mlflow.db-journal, -wal, -shm): a folder of
@@ -243,11 +242,6 @@ def coerce_numbers(config: dict, schema: dict) -> dict:
 # ---------------------------------------------------------------- the checks
 
 
-def space_names(spaces_dir: Path = SPACES_DIR) -> list[str]:
-    """The space packages (folders of e2nas.spaces with an __init__.py), as e2nas.spaces.NAMES finds them."""
-    return sorted(p.parent.name for p in spaces_dir.glob("*/__init__.py"))
-
-
 def composed_schema(schema_path: str | Path, spaces_dir: Path = SPACES_DIR) -> dict:
     """The config schema: workflow/schemas/config.schema.yaml, `space` an enum of the space packages, and
     each space's keys (its package's config.schema.yaml) added to the sections they extend. Every space's
@@ -282,15 +276,6 @@ def _refused_keys(config: dict, spaces_dir: Path = SPACES_DIR) -> list[str]:
                     found.append(f"{section}.{key} is a key of the {name} space only; the {config.get('space')} space "
                                  f"has nothing like it: remove it (or set it to null)")
     return found
-
-
-def space_keys(section: str, spaces_dir: Path = SPACES_DIR) -> set[str]:
-    """The keys the space packages add to config section `section` (every space's)."""
-    keys = set()
-    for name in space_names(spaces_dir):
-        fragment = spaces_dir / name / SPACE_SCHEMA
-        keys |= set((yaml.safe_load(fragment.read_text()) if fragment.is_file() else {}).get(section) or {})
-    return keys
 
 
 def write_composed_schema(schema_path: str | Path, out: str | Path) -> str:

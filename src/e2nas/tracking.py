@@ -610,12 +610,17 @@ def open_stage_run(tracking: dict, **params) -> StageRun:
 
 def notebook_html(notebook: str | os.PathLike, html: str | os.PathLike, code: bool = True) -> bool:
     """The executed notebook as one HTML page (nbconvert; `code`: keep the code cells, else only what
-    they showed), written atomically; False, with a note, if it cannot."""
+    they showed), written atomically; False, with a note, if it cannot. Of the parameters, the page shows
+    the cell papermill injected (what the stage ran with), not the notebook's defaults."""
     try:
         import nbformat
         from nbconvert import HTMLExporter
 
-        body, _ = HTMLExporter(exclude_input=not code).from_notebook_node(nbformat.read(str(notebook), as_version=4))
+        nb = nbformat.read(str(notebook), as_version=4)
+        tags = [set(c.get("metadata", {}).get("tags", [])) for c in nb.cells]
+        if any("injected-parameters" in t for t in tags):  # the page shows the run's parameters, not the defaults
+            nb.cells = [c for c, t in zip(nb.cells, tags) if "parameters" not in t]
+        body, _ = HTMLExporter(exclude_input=not code).from_notebook_node(nb)
         tmp = Path(html).with_name(f".{Path(html).name}.tmp{os.getpid()}")
         tmp.write_text(body, encoding="utf-8")
         os.replace(tmp, html)

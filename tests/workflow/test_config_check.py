@@ -144,7 +144,8 @@ def test_an_invalid_reference_of_the_other_space_is_refused():
 
 def test_a_subset_smaller_than_a_batch_is_refused_naming_both_keys():
     """Item 10: `data: {subset_per_half: 10}` with the default batch of 64 passed, then no step ran."""
-    cfg = merge(DEFAULT, {"data": {"subset_per_half": 10}})
+    # The retrain's own settings (the default profile's protocol takes its split from the ground-truth table).
+    cfg = merge(DEFAULT, {"data": {"subset_per_half": 10}, "retrain": {"protocol": None, "batch_size": 64}})
     found = problems(cfg, SCHEMA)
     assert any(p.startswith("data.subset_per_half = 10 is smaller than warmup.batch_size = 64") for p in found), found
     assert any(p.startswith("data.subset_per_half = 10 is smaller than search.batch_size = 64") for p in found), found
@@ -153,6 +154,7 @@ def test_a_subset_smaller_than_a_batch_is_refused_naming_both_keys():
     for section in ("warmup", "search", "retrain"):
         bare[section].pop("batch_size", None)  # the dataclasses' default batch applies
     assert len(problems(bare, SCHEMA)) == 3
+    assert len(problems(merge(DEFAULT, {"data": {"subset_per_half": 10}}), SCHEMA)) == 2  # under the protocol: its own split
     assert problems(merge(DEFAULT, {"data": {"subset_per_half": 64}}), SCHEMA) == []
 
 
