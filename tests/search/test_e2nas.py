@@ -32,7 +32,7 @@ from search_helpers import LATENT, NUM_OPS, LinearCost, batches, make_e2nas, tin
 
 
 def test_methods_are_the_pipeline_names():
-    assert set(METHODS) == {"e2nas", "e2nas-noexplore", "e2nas-nocomplement", "gdas", "darts", "rsps"}
+    assert set(METHODS) == {"e2nas", "e2nas-noexplore", "e2nas-nocomplement", "gdas", "darts", "rsps", "random-search", "params", "synflow"}
 
 
 def test_schedules_explore_early_exploit_late():

@@ -69,7 +69,7 @@ def without_seconds(result):
 
 def result_without_timings(result):
     """The whole result but its wall-clock fields."""
-    return {**{k: v for k, v in result.items() if k != "search_seconds"}, "trajectory": without_seconds(result)}
+    return {**{k: v for k, v in result.items() if not k.endswith("seconds")}, "trajectory": without_seconds(result)}
 
 
 class Interrupt(Exception):

@@ -41,7 +41,7 @@ def planned(out: subprocess.CompletedProcess) -> list[dict]:
     for rule, body in zip(blocks[::2], blocks[1::2]):
         field = lambda name, body=body: (re.search(rf"^\s+{name}: (.*)$", body, flags=re.M) or [None, ""])[1]
         shell = body.split("Shell command:", 1)[-1]
-        parameters = re.search(r"--parameters_file (\S+)", shell)
+        parameters = re.search(r"(\.snakemake/e2nas-parameters/\S+\.yaml)", shell)
         jobs.append({
             "rule": rule,
             "wildcards": dict(kv.split("=", 1) for kv in field("wildcards").split(", ") if kv),
