@@ -6,6 +6,7 @@
     e2nas clean RUN [--yes]                                       # remove one run: results/RUN, its MLflow experiment, its parameter files
     e2nas table convert PATH --out CSV                            # NB201 table from the official benchmark files
     e2nas table build [--cells 200] [--worker K/N]                # grow the Fashion-MNIST ground-truth table
+    e2nas table extend [--top 50]                                 # seeds 2 and 3 for its best cells
     e2nas table summary                                           # its size, noise ceiling, agreement with NB201
 
 Run from the checkout (the folder holding the Snakefile). Each subcommand runs the tool it names
@@ -233,7 +234,7 @@ def main(argv=None) -> int:
     cl.add_argument("--yes", "-y", action="store_true", help="do not ask before removing")
     cl.add_argument("--directory", "-d", type=Path, help="the working folder holding results/ (default: the checkout)")
     table = sub.add_parser("table", help="the benchmark tables: convert, build, summary")
-    table.add_argument("action", choices=("convert", "build", "summary"))
+    table.add_argument("action", choices=("convert", "build", "extend", "summary"))
     args, rest = parser.parse_known_args(argv)
     root = _checkout()
     if args.command == "clean":

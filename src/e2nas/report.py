@@ -171,9 +171,9 @@ def write_summary(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     out = frame.drop(columns=[c for c in ("judge_accuracies",) if c in frame])
     for col in out.select_dtypes("number").columns:
         out[col] = out[col].round(0).astype("Int64") if col in COUNTS else out[col].round(2)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    out.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    from e2nas.atomic import write_text
+
+    write_text(path, out.to_csv(index=False))
 
 
 def find_run_files(run_dir: str | os.PathLike) -> tuple[list[str], list[str]]:

@@ -214,7 +214,8 @@ def found_arch(result_path: str | os.PathLike | None, seed: int, space: Space | 
         result = json.loads(Path(result_path).read_text())
         arch = result["arch"]
     except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"search result {result_path} is unreadable ({exc}); rerun the search stage") from None
+        raise CheckpointError(f"search result {result_path} is unreadable ({exc}); rerun its search: the same snakemake "
+                              f"command with --forcerun {result_path}") from None
     if result.get("space", space) != space:
         raise CheckpointError(
             f"search result {result_path} is of space {result['space']!r}, not {space!r}; rerun the search stage"

@@ -621,9 +621,9 @@ def notebook_html(notebook: str | os.PathLike, html: str | os.PathLike, code: bo
         if any("injected-parameters" in t for t in tags):  # the page shows the run's parameters, not the defaults
             nb.cells = [c for c, t in zip(nb.cells, tags) if "parameters" not in t]
         body, _ = HTMLExporter(exclude_input=not code).from_notebook_node(nb)
-        tmp = Path(html).with_name(f".{Path(html).name}.tmp{os.getpid()}")
-        tmp.write_text(body, encoding="utf-8")
-        os.replace(tmp, html)
+        from e2nas.atomic import write_text
+
+        write_text(html, body)
         return True
     except Exception as exc:  # e.g. nbconvert missing, or a notebook torn by a kill: the .ipynb still goes
         log.warning("could not render %s as HTML (%s: %s); only the .ipynb is logged", notebook, type(exc).__name__, exc)

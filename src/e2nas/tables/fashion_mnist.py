@@ -211,6 +211,6 @@ def read_rows(csv: Path) -> pd.DataFrame:
 
 def write_rows(frame: pd.DataFrame, csv: Path) -> None:
     """The rows through a temporary file and a rename; accuracies with 2 decimals (a 10,000-image test set's resolution)."""
-    tmp = csv.with_name(f".{csv.name}.tmp{os.getpid()}")
-    frame.astype({c: float for c in frame.columns if c != "arch"}).to_csv(tmp, index=False, float_format="%.2f")
-    os.replace(tmp, csv)
+    from e2nas.atomic import write_text
+
+    write_text(csv, frame.astype({c: float for c in frame.columns if c != "arch"}).to_csv(index=False, float_format="%.2f"))
