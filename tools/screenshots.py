@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -30,9 +31,11 @@ def chromium() -> str:
 
 def shoot(url: str, png: Path, size: str = "1400,2400", wait_ms: int = 8000) -> None:
     png.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--window-size={size}",
-                    f"--virtual-time-budget={wait_ms}", f"--screenshot={png}", url],
-                   check=True, capture_output=True, timeout=180)
+    with tempfile.TemporaryDirectory() as profile:  # a fresh profile; no background connections on a closed network
+        subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--disable-quic",
+                        "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={profile}", f"--window-size={size}", f"--virtual-time-budget={wait_ms}",
+                        f"--screenshot={png}", url], check=True, capture_output=True, timeout=180)
     print(f"{png}  <- {url}")
 
 
@@ -56,12 +59,18 @@ def main(argv=None) -> None:
     parser.add_argument("--run", default="default", help="the profile's run name (results/{run}/)")
     parser.add_argument("--results", type=Path, default=REPO / "results")
     parser.add_argument("--out", type=Path, default=None, help="folder for the PNGs (default: results/{run}/screenshots)")
+    parser.add_argument("--widths", type=int, nargs="+", default=[800, 1400], help="window widths of the report's shots")
+    parser.add_argument("--height", type=int, default=9000, help="window height of the report's shots (the whole page)")
+    parser.add_argument("--no-mlflow", action="store_true", help="the report only")
     args = parser.parse_args(argv)
     out = args.out or args.results / args.run / "screenshots"
     report = args.results / args.run / "report" / "report.html"
     if not report.is_file():
         sys.exit(f"{report} does not exist: run the pipeline's report stage first")
-    shoot(report.resolve().as_uri(), out / "report.png", size="1400,6000")
+    for width in args.widths:  # nothing may be cut at a narrow or a wide window
+        shoot(report.resolve().as_uri(), out / f"report-{width}.png", size=f"{width},{args.height}")
+    if args.no_mlflow:
+        return
     store = args.results / "mlflow.db"
     port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "ui", "--host", "127.0.0.1", "--port", str(port),

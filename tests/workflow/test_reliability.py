@@ -370,7 +370,7 @@ def test_sigkill_mid_warmup_then_rerun_resumes_from_the_checkpoint(tmp_path):
 
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     done = int(state["epoch"])
-    assert 0 <= done < epochs - 1 and state["history"]["epoch"] == list(range(done + 1))
+    assert 0 <= done < epochs - 1 and state["log"]["epoch"] == list(range(done + 1))
     assert not output.exists() and not list(output.parent.glob("*"))  # nothing half-written for stage 4
     assert not _stray_files(results / "supernet")
 

@@ -126,6 +126,7 @@ class Harness:
     def _weight_update(self) -> None:
         torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)  # no host sync: the norm stays a tensor
         self.w_opt.step()
+        self.updated = True
 
     # Several paths of one weight step in one grouped pass (Space.grouped_losses; NB201 has one).
     # Off by default: on an H200 at paper size it was faster in 1 of 4 settings and took twice
@@ -195,8 +196,11 @@ class Harness:
 
     # -- state
 
+    updated = False  # whether a weight step ran (a frozen supernet's search takes none)
+
     def end_epoch(self) -> None:
-        self.w_sched.step()
+        if self.updated:  # the schedule follows the weight steps (none: nothing to schedule)
+            self.w_sched.step()
 
     def path_diagnostics(self) -> dict:
         """What the epoch's weight half trained: its distinct cells and the parameter-free share of their ops
