@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 WEIGHT_PATHS = ("sampled", "broad", "fair", "frozen")
+ESTIMATORS = ("straight-through", "swap")
 
 
 @dataclass
@@ -48,6 +49,10 @@ class SearchConfig:
     # (a_t and the |ops| paths of a fair update, every edge taking every op once) or "frozen" (none: the
     # warm-up supernet judges throughout). docs/method.md: why, with the numbers.
     weight_paths: str = "sampled"
+    # How E2NAS's arch half reads ∂L_val/∂P: "straight-through" (the paper's: one path's gradient, the same for every
+    # unchosen op of an edge) or "swap" (the exact gradient of the expected loss at the sampled cell: L of the cell
+    # with that one edge swapped, one forward per alternative op; benchmarks/RESULTS.md "estimator_bias").
+    estimator: str = "straight-through"
     # Baselines.
     gdas_tau_max: float = 10.0  # GDAS's Gumbel temperature, annealed linearly per epoch (as GDAS does) ...
     gdas_tau_min: float = 0.1  # ... to this
@@ -72,6 +77,7 @@ class SearchConfig:
             "archive_size": self.archive_size >= 2,
             "complement_lambda": 0 <= self.complement_lambda <= 1,
             "weight_paths": self.weight_paths in WEIGHT_PATHS,
+            "estimator": self.estimator in ESTIMATORS,
             "rsps_num_candidates": self.rsps_num_candidates >= 1,
             "rsps_eval_images": self.rsps_eval_images >= 1,
             "eval_batch_size": self.eval_batch_size >= 1,

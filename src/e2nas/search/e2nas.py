@@ -280,8 +280,34 @@ class E2NAS(SearchMethod):
         """L_val of the single path `cell` under straight-through weights (tests replace it by a known function)."""
         return self.harness.path_loss(x, y, cell, weights)
 
+    def swap_loss(self, x: Tensor, y: Tensor, probs: Tensor, cell: Cell, index: Tensor) -> Tensor:
+        """L_val(cell) in value; in gradient Σ_{p,o} L(cell with slot p set to o) · ∂P[p, o] (`search.estimator: swap`).
+
+        With the slots drawn independently from P, E_P[L] is multilinear in P, and at the one-hot P of `cell` its
+        partial derivative in P[p, o] is exactly the loss of `cell` with slot p swapped to o. The straight-through
+        estimator linearises one path instead: every unchosen op of an edge gets the same gradient, so it can only say
+        leave or stay (benchmarks/RESULTS.md, estimator_bias). One forward per alternative option, no backward."""
+        flat_index = index.reshape(-1)
+        live = (probs.detach().reshape(flat_index.numel(), -1) > 0).nonzero().tolist()  # options a slot may take
+        with torch.no_grad():
+            base = self.validation_loss(x, y, cell, straight_through(probs, index).detach())
+            swapped = torch.full_like(probs, float(base)).reshape(flat_index.numel(), -1)
+            for slot, option in live:
+                if option == cell[slot]:
+                    continue
+                other = flat_index.clone()
+                other[slot] = option
+                other = other.reshape(index.shape)
+                swapped[slot, option] = self.validation_loss(x, y, cell[:slot] + (option,) + cell[slot + 1:],
+                                                             straight_through(probs, other).detach())
+        # Σ_o ∂P[p, o] = 0 on each slot, so the common L(cell) in `swapped` adds nothing to the gradient.
+        return base + ((probs - probs.detach()) * swapped.reshape(probs.shape)).sum()
+
     def arch_step(self, x, y, z: Tensor, eps: Tensor, probs: Tensor, cell: Cell, index: Tensor) -> None:
-        loss_val = self.validation_loss(x, y, cell, straight_through(probs, index))
+        if self.cfg.estimator == "swap":
+            loss_val = self.swap_loss(x, y, probs, cell, index)
+        else:
+            loss_val = self.validation_loss(x, y, cell, straight_through(probs, index))
         g_val, g_log_sigma = torch.autograd.grad(loss_val, [self.mu, self.log_sigma])
         # z̃ = μ + stopgrad(σ) ⊙ ε: the same point as z, but its novelty cannot inflate σ.
         z_explore = self.mu + self.sigma().detach() * eps
