@@ -73,6 +73,8 @@ DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 FASHION_MEAN, FASHION_STD, FASHION_PAD = 0.2860, 0.3530, 2
 # "-grouped": the same e2nas rows with the weight half's paths in one grouped pass
 # (Harness.grouped_paths = True) instead of one after the other (the default).
+# The rows time the paper's E2NAS step (straight-through, a_t, a_{t−1}, a_c), the step the GPU bars were set on.
+PAPER_STEP = {"estimator": "straight-through", "weight_paths": "sampled"}
 ROWS = ("warm-up", "e2nas", "e2nas-3paths", "e2nas-grouped", "e2nas-3paths-grouped", "gdas", "darts", "rsps")
 
 
@@ -464,7 +466,7 @@ def main(argv=None) -> dict:
     torch.manual_seed(args.seed)  # the decoder's random weights
     vae, _, decoder = build_decoder(device)
     bench = Bench(
-        net, vae, stream_w, stream_a, device, SearchConfig(epochs=250, batch_size=args.batch), args.seed,
+        net, vae, stream_w, stream_a, device, SearchConfig(epochs=250, batch_size=args.batch, **PAPER_STEP), args.seed,
         cells_needed=args.warmup_steps + 2 * args.steps,
     )
 

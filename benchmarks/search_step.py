@@ -7,7 +7,12 @@ ratios to GDAS and DARTS and the share of an E2NAS step spent in its latent part
 forward + backward, novelty, manifold term, normalised combination, archive), timed separately in
 the same rounds.
 
-Bars (issue 8): e2nas ≤ 2.2× gdas, e2nas ≤ 0.6× darts, latent part ≤ 10% of an e2nas step.
+Bars (issue 8): e2nas ≤ 2.2× gdas, e2nas ≤ 0.6× darts, latent part ≤ 10% of an e2nas step. The row `e2nas` is the
+paper's step (straight-through estimator, sampled weight paths), as the bars were set on it.
+
+`--e2nas-options EST/PATHS ...` (issue 31) also steps E2NAS with `search.estimator` EST and `search.weight_paths`
+PATHS (e.g. swap/frozen, the defaults) over the same cells in the same rounds, and reports each one's paired ratio to
+the paper's step.
 
     python benchmarks/search_step.py                       # paper size: C=16, N=5, batch 64, 3x32x32, 10 classes
     python benchmarks/search_step.py --C 8 --N 1 --rounds 3 --device cuda
@@ -90,6 +95,8 @@ def parse_args(argv=None):
                    help="also time git revision REV's code, in the same run (see the module docstring)")
     p.add_argument("--split-edge", type=int, default=None, metavar="E",
                    help="also step every method on a few-shot supernet split on edge E (issue 27), in the same rounds")
+    p.add_argument("--e2nas-options", nargs="+", default=[], metavar="EST/PATHS",
+                   help="also time E2NAS with search.estimator EST and search.weight_paths PATHS (e.g. swap/frozen)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # a --baseline worker process
     return p.parse_args(argv)
 
@@ -168,7 +175,9 @@ class Bench:
         shape = (args.batch, args.channels, args.image, args.image)
         self.xw, self.xa = (torch.randn(shape, generator=g).to(device) for _ in range(2))
         self.yw, self.ya = (torch.randint(args.classes, (args.batch,), generator=g).to(device) for _ in range(2))
-        cfg = api.SearchConfig(epochs=1, batch_size=args.batch, archive_size=50)
+        paper_step = {k: v for k, v in (("estimator", "straight-through"), ("weight_paths", "sampled"))
+                      if k in inspect.signature(api.SearchConfig).parameters}  # older code: the paper's step only
+        cfg = api.SearchConfig(epochs=1, batch_size=args.batch, archive_size=50, **paper_step)
 
         decoder, dim, self.decoder_name = build_decoder(device)
         e2nas_kwargs = {}
@@ -214,6 +223,15 @@ class Bench:
                     method = {"gdas": api.GDAS, "darts": api.DARTS, "rsps": api.RSPS}[name](split_harness())
                 method.start_epoch(0, 2)
                 self.methods[f"{name}-split"] = method
+        for option in getattr(args, "e2nas_options", None) or []:  # the same E2NAS under other search options (issue 31)
+            estimator, paths = option.split("/")
+            option_cfg = api.SearchConfig(epochs=1, batch_size=args.batch, archive_size=50, estimator=estimator,
+                                          weight_paths=paths)
+            method = api.E2NAS(api.Harness(net, option_cfg, device, args.seed, self.xa, self.ya, **space), decoder, mu0,
+                               **e2nas_kwargs)
+            method.archive = e2nas.archive
+            method.start_epoch(0, 2)
+            self.methods[f"e2nas {option}"] = method
         self.latent = None
         if latent:
             self.latent = latent_part_class(api.E2NAS)(harness(), decoder, mu0, **e2nas_kwargs)
@@ -254,7 +272,8 @@ def main(argv=None) -> dict:
     if args.baseline:
         return main_baseline(args, device)
     bench = Bench(args, device)
-    order = [*METHOD_ORDER, *(f"{m}-split" for m in METHOD_ORDER if f"{m}-split" in bench.methods)]
+    order = [*METHOD_ORDER, *(f"{m}-split" for m in METHOD_ORDER if f"{m}-split" in bench.methods),
+             *(f"e2nas {o}" for o in args.e2nas_options)]
     times = {name: [] for name in (*order, "latent")}
     bench.warmup()
     for r in range(args.rounds):
@@ -282,6 +301,7 @@ def summarise(times: dict[str, list[float]], args, decoder_name: str, threads: i
         "e2nas_over_darts": paired_ratio(times, "e2nas", "darts", args.steps),
         "latent_share": paired_ratio(times, "latent", "e2nas", args.steps),
         "split_over_one_shot": {m: paired_ratio(times, f"{m}-split", m, args.steps) for m in METHOD_ORDER if f"{m}-split" in times},
+        "options_over_paper": {o: paired_ratio(times, f"e2nas {o}", "e2nas", args.steps) for o in args.e2nas_options},
         "decoder": decoder_name,
         "args": vars(args),
         "threads": threads,
@@ -326,6 +346,11 @@ def report(s: dict, device: torch.device) -> str:
         f"- latent part / e2nas step = {100 * s['latent_share']:.2f}% (bar ≤ 10%: {ok(s['latent_share'] <= 0.10)})",
         "",
     ]
+    if s.get("options_over_paper"):
+        lines += ["E2NAS under other search options (estimator/weight_paths), same cells, same rounds, paired to the "
+                  "paper's step (straight-through/sampled):", "",
+                  *(f"- e2nas {o}: {s['ms'][f'e2nas {o}']:.1f} ms/step, {r:.2f}× the paper's step"
+                    for o, r in s["options_over_paper"].items()), ""]
     if s.get("split_over_one_shot"):
         lines += [f"On a few-shot supernet split on edge {a['split_edge']} (5 sub-supernets), same cells, same rounds "
                   f"(paired split / one-shot, median over rounds):", ""]

@@ -4,7 +4,7 @@ Kept free of torch so the Snakefile can read them without importing the library'
 (The spaces' names are their packages' names: `e2nas.spaces.NAMES`.)
 """
 
-E2NAS_METHODS = ("e2nas", "e2nas-noexplore", "e2nas-nocomplement")
+E2NAS_METHODS = ("e2nas", "e2nas-paper", "e2nas-noexplore", "e2nas-nocomplement")
 BASELINE_METHODS = ("darts", "gdas", "rsps")
 SUPERNET_METHODS = E2NAS_METHODS + BASELINE_METHODS  # search on the warmed-up supernet (stage 6 ranks theirs)
 # What a user would do instead, with no supernet, warm-up or VGAE: a few short stand-alone trainings, or the
@@ -26,6 +26,7 @@ def is_reference(method: str) -> bool:
 # class). The search loop imports it by name, so a job's code is its own method's and no other.
 METHOD_MODULES = {
     "e2nas": "e2nas",
+    "e2nas-paper": "e2nas",
     "e2nas-noexplore": "e2nas",
     "e2nas-nocomplement": "e2nas",
     "darts": "baselines",

@@ -43,7 +43,8 @@ def images(n: int, seed: int = 0, size: int = 8):
 
 
 def tiny_cfg(**kw) -> SearchConfig:
-    base = dict(epochs=2, batch_size=8, archive_size=4, rsps_num_candidates=3, rsps_eval_images=16, eval_batch_size=16)
+    # The weight half under test is the paper's (sampled paths); the default's frozen one: test_weight_paths.py.
+    base = dict(weight_paths="sampled", epochs=2, batch_size=8, archive_size=4, rsps_num_candidates=3, rsps_eval_images=16, eval_batch_size=16)
     return SearchConfig(**{**base, **kw})
 
 

@@ -32,7 +32,7 @@ from search_helpers import LATENT, NUM_OPS, LinearCost, batches, make_e2nas, tin
 
 
 def test_methods_are_the_pipeline_names():
-    assert set(METHODS) == {"e2nas", "e2nas-noexplore", "e2nas-nocomplement", "gdas", "darts", "rsps", "random-search", "params", "synflow"}
+    assert set(METHODS) == {"e2nas", "e2nas-paper", "e2nas-noexplore", "e2nas-nocomplement", "gdas", "darts", "rsps", "random-search", "params", "synflow"}
 
 
 def test_schedules_explore_early_exploit_late():
@@ -185,9 +185,11 @@ def test_a_step_draws_one_sample_trains_weights_first_on_the_weight_batch_then_t
         state = noise.get_state()
         xw, yw, xa, ya = batches()
         method.step(xw, yw, xa, ya)
-        assert [e[0] for e in events] == ["weights", "arch"]
-        assert events[0][1] is xw and events[1][1] is xa
+        # The weights, then L_val of the sample and (search.estimator: swap) of each of its one-edge swaps, on xa.
+        assert [e[0] for e in events] == ["weights"] + ["arch"] * (1 + 6 * 4)
+        assert events[0][1] is xw and all(e[1] is xa for e in events[1:])
         assert events[0][2] == events[1][2] == method.prev  # both halves use the one decoded sample
+        assert sorted(sum(a != b for a, b in zip(e[2], method.prev)) for e in events[2:]) == [1] * 24
         # Exactly one d-dimensional draw of ε per step, and it is the step's ε.
         replay = torch.Generator().manual_seed(0)
         replay.set_state(state)
@@ -228,9 +230,10 @@ def test_sampling_uses_the_epochs_temperature():
 
 
 def test_validation_gradient_is_the_chain_rule_through_the_decoder():
-    """∂L_val/∂μ = (∂P/∂z)ᵀ ∂L_val/∂P exactly, with the decoder's own Jacobian at the step's z:
-    fails if the decoder is bypassed (e.g. softmax of z as op logits) while its weights still scale the gradient."""
-    method = make_e2nas()
+    """∂L_val/∂μ = (∂P/∂z)ᵀ ∂L_val/∂P exactly, with the decoder's own Jacobian at the step's z (the straight-through
+    estimator; swap's: tests/search/test_estimator.py): fails if the decoder is bypassed (e.g. softmax of z as op
+    logits) while its weights still scale the gradient."""
+    method = make_e2nas(estimator="straight-through")
     method.start_epoch(0, 2)
     xw, yw, xa, ya = batches()
     method.step(xw, yw, xa, ya)
@@ -402,6 +405,12 @@ def test_mu_starts_at_the_encoding_of_the_seeded_start_cell():
         torch.testing.assert_close(method.mu.detach(), encode_cell(vae, want, "cpu", "nb201"))
         starts.append(want)
     assert len(set(starts)) >= 3  # seeds start apart
+    # The methods one class runs: the ablations' switches, and e2nas-paper's step (the paper's estimator and paths).
+    harness = Harness(tiny_supernet(), tiny_cfg(weight_paths="fair"), "cpu", 0, space="nb201")
+    built = {m: E2NAS.for_method(m, harness, vae) for m in ("e2nas", "e2nas-paper", "e2nas-noexplore", "e2nas-nocomplement")}
+    assert {m: (e.estimator, e.weight_paths, e.explore, e.lam) for m, e in built.items()} == {
+        "e2nas": ("swap", "fair", True, 0.5), "e2nas-paper": ("straight-through", "sampled", True, 0.5),
+        "e2nas-noexplore": ("swap", "fair", False, 0.5), "e2nas-nocomplement": ("swap", "fair", True, 0.0)}
 
 
 # ---------------------------------------------------------------- the known optimum (the method's bar)

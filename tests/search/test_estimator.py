@@ -52,7 +52,7 @@ def test_swap_gradient_is_the_swapped_cells_losses_through_the_decoder():
 def test_straight_through_gives_every_unchosen_op_of_an_edge_one_gradient():
     """The finding swap answers (benchmarks/RESULTS.md, estimator_bias): on the real supernet the straight-through
     ∂L/∂P is one number for all unchosen ops of an edge, so it can say leave or stay but never which op to take."""
-    method, xa, ya = one_step()
+    method, xa, ya = one_step(estimator="straight-through")
     probs, cell = method.last["probs"], method.prev
     leaf = probs.clone().requires_grad_()
     index = torch.tensor(cell).reshape(probs.shape[:-1])
@@ -68,6 +68,20 @@ def test_swap_moves_mu_and_sigma_and_keeps_the_other_terms():
     last = method.last
     assert last["grad_val"].abs().sum() > 0 and last["grad_log_sigma"].abs().sum() > 0
     assert last["grad_novelty"].abs().sum() > 0 and last["grad_manifold"].abs().sum() > 0
+
+
+def test_swap_is_the_default_and_e2nas_paper_takes_the_papers_step():
+    """`e2nas` runs the adopted defaults; `e2nas-paper` the paper's straight-through estimator and sampled weight paths,
+    whatever `search` sets (the study runs both)."""
+    from e2nas.search.config import SearchConfig
+    from e2nas.search.e2nas import E2NAS
+
+    assert SearchConfig().estimator == "swap" and SearchConfig().weight_paths == "frozen"
+    for cfg, paper in [({}, False), ({"weight_paths": "fair"}, True), ({}, True)]:
+        base = make_e2nas(**cfg)
+        method = E2NAS(base.harness, base.decoder, base.mu.detach(), paper_step=paper)
+        assert (method.estimator, method.weight_paths) == (("straight-through", "sampled") if paper
+                                                            else ("swap", cfg.get("weight_paths", "sampled")))
 
 
 def test_an_unknown_estimator_is_refused_by_name():

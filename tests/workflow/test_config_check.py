@@ -179,14 +179,14 @@ def test_numbers_snakemake_hands_over_as_text_are_read_as_numbers():
 
 
 def test_the_documented_way_to_add_seeds_plans(tmp_path):
-    """config/study-nb201.yaml and RESULTS.md: `--config 'seeds=[0,1,2,3,4]'` (was: seeds.0 = '0' has the wrong type)."""
-    assert "--config 'seeds=[0,1,2,3,4]'" in (REPO / "config" / "study-nb201.yaml").read_text()
+    """config/study-nb201.yaml: `--config 'seeds=[0,1,2,3,4,5,6,7]'` (was: seeds.0 = '0' has the wrong type)."""
+    assert "--config 'seeds=[0,1,2,3,4,5,6,7]'" in (REPO / "config" / "study-nb201.yaml").read_text()
     out = subprocess.run([SNAKEMAKE, "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path / "work"), "--configfile",
-                          str(REPO / "config" / "study-nb201.yaml"), "--config", "seeds=[0,1,2,3,4]", "--cores", "1",
+                          str(REPO / "config" / "study-nb201.yaml"), "--config", "seeds=[0,1,2,3,4,5,6,7]", "--cores", "1",
                           "--quiet", "rules"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, flags=re.M))
-    assert stats["warmup_supernet"] == "5"  # one warm-up per seed: the seeds arrived as five integers
+    assert stats["warmup_supernet"] == "8"  # one warm-up per seed: the seeds arrived as eight integers
 
 
 @pytest.mark.parametrize("text, expected", [

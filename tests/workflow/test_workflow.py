@@ -157,13 +157,15 @@ def test_study_profile_ranks_every_seeds_supernets_and_retrains_under_the_table_
     assert out.returncode == 0, out.stderr
     jobs = planned(out)
     count = lambda rule: sum(j["rule"] == rule for j in jobs)  # noqa: E731
-    assert set(cfg["methods"]) == {"e2nas", "e2nas-noexplore", "e2nas-nocomplement", "gdas", "darts", "rsps"}
-    assert count("rank_supernet") == len(cfg["seeds"]) >= 3
+    supernet_methods = {"e2nas", "e2nas-paper", "e2nas-noexplore", "e2nas-nocomplement", "gdas", "darts", "rsps"}
+    assert set(cfg["methods"]) == supernet_methods | {"random-search", "params", "synflow"}
+    assert cfg["seeds"] == [0, 1, 2, 3, 4] and cfg["retrain"]["judge_seeds"] == [100, 101, 102]
+    assert count("rank_supernet") == len(cfg["seeds"])
     assert count("retrain_cell") == len(cfg["seeds"]) * (len(cfg["methods"]) + 1)
     rank = next(j for j in jobs if j["rule"] == "rank_supernet")
     seed = rank["wildcards"]["seed"]
-    assert {p for p in rank["input"] if p.endswith("supernet.pt")} == {
-        f"results/study-nb201/search/fashion-mnist/nb201/{m}/seed{seed}/supernet.pt" for m in cfg["methods"]}
+    assert {p for p in rank["input"] if p.endswith("supernet.pt")} == {  # the stand-alone methods have no supernet
+        f"results/study-nb201/search/fashion-mnist/nb201/{m}/seed{seed}/supernet.pt" for m in supernet_methods}
     assert any(p.endswith("tables/fashion_mnist_nb201.csv") for p in rank["input"])  # the truth it ranks against
     assert any(p.endswith("tables/nb201_test_accuracy.csv") for p in rank["input"])  # and the transfer proxy
     for job in (j for j in jobs if j["rule"] == "retrain_cell"):

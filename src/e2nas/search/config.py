@@ -44,15 +44,15 @@ class SearchConfig:
     archive_size: int = 50  # K: latents in the novelty archive (filled with K samples of q at the start)
     explore_r: float = 10.0  # r in η_t = 1 − sigmoid(r (2t/T − 1))
     complement_lambda: float = 0.5  # λ in L_w = (1 − λ) L(a_t) + λ/2 [L(a_{t−1}) + L(a_c)]
-    # What E2NAS's weight half trains each step: "sampled" (the paper's: a_t, a_{t−1}, a_c), "broad" (a_t at
+    # What E2NAS's weight half trains each step: "frozen" (none: the warm-up supernet judges throughout, the default),
+    # "sampled" (the paper's: a_t, a_{t−1}, a_c), "broad" (a_t at
     # 1 − λ and two uniformly drawn cells at λ/2 each: as many paths, fewer of them the search's own), "fair"
-    # (a_t and the |ops| paths of a fair update, every edge taking every op once) or "frozen" (none: the
-    # warm-up supernet judges throughout). docs/method.md: why, with the numbers.
-    weight_paths: str = "sampled"
-    # How E2NAS's arch half reads ∂L_val/∂P: "straight-through" (the paper's: one path's gradient, the same for every
-    # unchosen op of an edge) or "swap" (the exact gradient of the expected loss at the sampled cell: L of the cell
-    # with that one edge swapped, one forward per alternative op; benchmarks/RESULTS.md "estimator_bias").
-    estimator: str = "straight-through"
+    # (a_t and the |ops| paths of a fair update, every edge taking every op once). docs/method.md: why, with the numbers.
+    weight_paths: str = "frozen"
+    # How E2NAS's arch half reads ∂L_val/∂P: "swap" (the exact gradient of the expected loss at the sampled cell: L of
+    # the cell with that one edge swapped, one forward per alternative op) or "straight-through" (the paper's: one
+    # path's gradient, the same for every unchosen op of an edge). docs/method.md: why swap, with the numbers.
+    estimator: str = "swap"
     # Baselines.
     gdas_tau_max: float = 10.0  # GDAS's Gumbel temperature, annealed linearly per epoch (as GDAS does) ...
     gdas_tau_min: float = 0.1  # ... to this

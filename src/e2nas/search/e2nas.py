@@ -20,7 +20,8 @@ One step (in this order; both halves use the step's single latent sample ε):
 
 No KL(q ‖ N(0, I)) and no weight decay on μ: measured, both pulled μ to the origin, far from
 every encoded cell, and σ to its clamp (docs/method.md, "Why the latent terms are what they are").
-Ablations run the same code: `e2nas-noexplore` fixes η ≡ 0, `e2nas-nocomplement` fixes λ = 0.
+Ablations run the same code: `e2nas-noexplore` fixes η ≡ 0, `e2nas-nocomplement` fixes λ = 0, and `e2nas-paper` is
+the paper's step (the straight-through estimator and the sampled weight paths, whatever `search` sets).
 """
 
 from __future__ import annotations
@@ -116,11 +117,15 @@ class E2NAS(SearchMethod):
         start_cell: Cell | None = None,
         encodings: Tensor | None = None,
         sigma_max: float | None = None,
+        paper_step: bool = False,
     ):
         super().__init__(harness)
         cfg, device = self.cfg, harness.device
         self.name, self.explore = name, explore
         self.lam = cfg.complement_lambda if complement_lambda is None else complement_lambda
+        # paper_step: the paper's arch and weight halves (docs/method.md, where the defaults depart from it).
+        self.estimator = "straight-through" if paper_step else cfg.estimator
+        self.weight_paths = "sampled" if paper_step else cfg.weight_paths
         self.decoder = decoder.eval().requires_grad_(False)  # frozen: the gradient passes through it only
         self.dim = mu0.numel()
         self.sigma_max = float(cfg.sigma_max if cfg.sigma_max is not None else (sigma_max if sigma_max is not None else 1.0))
@@ -204,6 +209,7 @@ class E2NAS(SearchMethod):
             mu0,
             explore=method != "e2nas-noexplore",
             complement_lambda=0.0 if method == "e2nas-nocomplement" else None,
+            paper_step=method == "e2nas-paper",
             name=method,
             start_cell=start,
             encodings=encodings,
@@ -256,16 +262,16 @@ class E2NAS(SearchMethod):
         self.prev = cell
 
     def weight_step(self, x, y, prev: Cell, cur: Cell, probe: bool) -> None:
-        if self.cfg.weight_paths == "frozen":  # the warm-up supernet judges throughout
+        if self.weight_paths == "frozen":  # the warm-up supernet judges throughout
             return
         self.harness.train_paths(x, y, self.weight_terms(prev, cur), probe=prev if probe else None)
 
     def weight_terms(self, prev: Cell, cur: Cell) -> list[tuple[Cell, float]]:
         """The (cell, coefficient) terms of this step's weight loss under `search.weight_paths`."""
         space, gen = self.harness.space, self.harness.gens["choice"]
-        if self.cfg.weight_paths == "broad":  # as many paths as complementation, two of them the space's, not the search's
+        if self.weight_paths == "broad":  # as many paths as complementation, two of them the space's, not the search's
             return [(cur, 1.0 - self.lam)] + ([(c, self.lam / 2) for c in space.sample(2, gen)] if self.lam > 0 else [])
-        if self.cfg.weight_paths == "fair":  # a_t and a fair update: every edge takes every op once
+        if self.weight_paths == "fair":  # a_t and a fair update: every edge takes every op once
             from e2nas.warmup import fair_paths
 
             paths = fair_paths(gen, space)
@@ -304,7 +310,7 @@ class E2NAS(SearchMethod):
         return base + ((probs - probs.detach()) * swapped.reshape(probs.shape)).sum()
 
     def arch_step(self, x, y, z: Tensor, eps: Tensor, probs: Tensor, cell: Cell, index: Tensor) -> None:
-        if self.cfg.estimator == "swap":
+        if self.estimator == "swap":
             loss_val = self.swap_loss(x, y, probs, cell, index)
         else:
             loss_val = self.validation_loss(x, y, cell, straight_through(probs, index))
@@ -390,4 +396,4 @@ class E2NAS(SearchMethod):
         self.start_cell = None if state["start_cell"] is None else tuple(state["start_cell"])
 
 
-METHOD_CLASSES = {name: E2NAS for name in ("e2nas", "e2nas-noexplore", "e2nas-nocomplement")}
+METHOD_CLASSES = {name: E2NAS for name in ("e2nas", "e2nas-paper", "e2nas-noexplore", "e2nas-nocomplement")}
