@@ -199,6 +199,7 @@ def test_the_report_tables_fit_a_page(run):
     runs, cells = report.run_table(df), report.cells_table(df)
     assert "arch" not in runs.data.columns and list(cells.data.columns) == ["method", "seed", "cell"]
     assert all(arch in cells.to_html() for arch in df["arch"])  # whole, not cut
+    assert "word-break: break-all" in cells.to_html()  # ... and wrapped, not run off an 800 px page
     assert runs.data["retrain acc. (%)"].tolist() == [92.0, 91.0, 90.5]
     html = runs.to_html()
     assert "row_heading" not in html and ">92.00<" in html  # no index column, accuracies to 2 decimals

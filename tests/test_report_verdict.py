@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from e2nas import report
 
@@ -63,3 +64,12 @@ def test_reference_rows_come_after_the_methods_and_summary_csv_is_rounded(tmp_pa
     report.write_summary(frame, tmp_path / "summary.csv")
     text = (tmp_path / "summary.csv").read_text()
     assert "18594," in text and "18594.0" not in text and "109.69" in text and "109.6878" not in text
+
+
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_too_few_seeds_claim_nothing_however_large_the_difference(seeds):
+    """One seed's difference resamples to itself (bootstrap p = 0): below three paired seeds no method is called ahead."""
+    frame = made_up({"e2nas": 90, "gdas": 80, "random": 10}, sd=0.5, seeds=seeds)
+    text = report.verdict(frame)
+    assert "ahead of the random cell" in text and "no method is ahead of the random cell" in text
+    assert f"no method can be told apart from it at {seeds} seed" in text

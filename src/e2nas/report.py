@@ -239,7 +239,9 @@ def summary_table(frame: pd.DataFrame):
 def cells_table(frame: pd.DataFrame):
     """The cell of every run in full (NB201 string, DARTS Genotype), beside its method and seed: a Styler,
     so the notebook and its HTML show each string whole (a DataFrame's display cuts them at 50 characters)."""
-    return frame[["method", "seed", "arch"]].rename(columns={"arch": "cell"}).style.hide(axis="index")
+    table = frame[["method", "seed", "arch"]].rename(columns={"arch": "cell"}).style.hide(axis="index")
+    # A cell string is one long word: let it wrap anywhere, or it runs off an 800 px page.
+    return table.set_properties(subset=["cell"], **{"word-break": "break-all", "white-space": "normal", "text-align": "left"})
 
 
 # ---------------------------------------------------------------- statistics

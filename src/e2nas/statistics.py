@@ -18,6 +18,7 @@ import numpy as np
 
 BOOTSTRAP_DRAWS = 10_000
 Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided 5%, 80% power
+MIN_PAIRED_SEEDS = 3  # below it a bootstrap of the paired differences claims what it cannot know
 
 
 def bootstrap_means(values, rng: np.random.Generator, draws: int = BOOTSTRAP_DRAWS) -> np.ndarray:
@@ -38,11 +39,16 @@ def mean_interval(values, rng: np.random.Generator, level: float = 0.95) -> tupl
 
 def paired_difference(a: dict[int, float], b: dict[int, float], rng: np.random.Generator) -> dict:
     """a − b paired by seed ({seed: value} each): seeds, difference (mean), p (one-sided bootstrap: the share of
-    resampled mean differences <= 0, i.e. "a is not ahead of b"), and the bootstrap means (`boot`)."""
+    resampled mean differences <= 0, i.e. "a is not ahead of b"), and the bootstrap means (`boot`).
+
+    With fewer than MIN_PAIRED_SEEDS seeds there is no test (p NaN): one difference resamples to itself, so
+    any positive one would get p = 0."""
     seeds = sorted(set(a) & set(b))
     d = np.array([a[s] - b[s] for s in seeds], dtype=float)
     if len(d) == 0 or np.isnan(d).any():
         return {"seeds": len(seeds), "difference": math.nan, "p": math.nan, "boot": None}
+    if len(d) < MIN_PAIRED_SEEDS:
+        return {"seeds": len(seeds), "difference": float(d.mean()), "p": math.nan, "boot": None}
     boot = bootstrap_means(d, rng)
     return {"seeds": len(seeds), "difference": float(d.mean()), "p": float(np.mean(boot <= 0)), "boot": boot}
 
