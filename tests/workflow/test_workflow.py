@@ -215,3 +215,20 @@ def test_every_planned_path_round_trips_through_the_layout(tmp_path, name):
         else:
             rebuilt = layout.path(kind, run=run, **found)
         assert rebuilt == path, (kind, found)
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "study-nb201.yaml", "darts.yaml"])
+def test_every_injected_parameter_is_declared_in_its_notebook(tmp_path, name):
+    """papermill warns "Passed unknown parameter" for a name the notebook's parameters cell lacks: every job's
+    parameters are its notebook's (the study profile covers the table's protocol, the stand-alone methods, the judge)."""
+    import papermill
+
+    out = dry_run(tmp_path, profile(name), "-p")
+    assert out.returncode == 0, out.stderr
+    declared, unknown = {}, set()
+    for job in (j for j in planned(out) if j["parameters"]):
+        notebook = re.search(r"(notebooks/\S+\.ipynb)", job["shell"])[1]
+        if notebook not in declared:
+            declared[notebook] = set(papermill.inspect_notebook(str(REPO / notebook)))
+        unknown |= {(job["rule"], key) for key in set(yaml.safe_load(job["parameters"])) - declared[notebook]}
+    assert not unknown and len(declared) >= 5, sorted(unknown)

@@ -167,7 +167,8 @@ def stage_parameters(rule_name, wildcards, inputs, outputs, tags=None, **paramet
     doc = {
         **parameters,
         "run": RUN,
-        "device": config.get("device", "auto"),
+        # Only the stages that compute on it get the device (papermill warns of a name a notebook does not declare).
+        **({} if rule_name in ("build_graphs", "report") else {"device": config.get("device", "auto")}),
         "inputs": {k: v if isinstance(v, str) else list(v) for k, v in inputs.items() if k not in ("notebook", "code", "tables")},
         "outputs": {k: str(v) for k, v in outputs.items()},
         "tracking": {
