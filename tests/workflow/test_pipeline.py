@@ -52,7 +52,9 @@ def test_mlflow_holds_every_stage_with_notebook(smoke_pipeline):
     assert executed["metadata"]["papermill"]["end_time"]  # logged after papermill finished
     assert not executed["metadata"]["papermill"]["exception"]
     search = [r for r in runs if r.data.tags["stage"] == "search_architecture"]
-    assert all("loss_train" in r.data.metrics for r in search)
+    # The baselines train the supernet as they search; E2NAS's default weight half is frozen: it trains nothing.
+    assert all("loss_train" in r.data.metrics for r in search if r.data.tags["method"] != "e2nas")
+    assert all("loss_val" in r.data.metrics for r in search if r.data.tags["method"] == "e2nas")
 
 
 def test_hostile_config_string_arrives_intact_and_runs_nothing(smoke_pipeline):
