@@ -59,24 +59,14 @@ def main() -> None:
         percentile_mean=("ground_truth_percentile", "mean"),
         percentile_std=("ground_truth_percentile", "std"),
     )
-    durations = {}
-    for kind in ("notebook_log", "report_notebook"):
-        for nb in layout.run_files(results, kind):
-            rule = layout.parse(nb).get("rule", "report")
-            durations.setdefault(rule, []).append(json.loads(Path(nb).read_text())["metadata"]["papermill"]["duration"])
-
     load = os.getloadavg()[0]
     lines = [
         f"\n## pipeline — {datetime.now().isoformat(timespec='seconds')}\n",
         f"machine {platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs), `snakemake --cores {args.cores}`, "
         f"config {Path(args.config).name} (run `{run}`), from an empty folder; load average at the end {load:.1f}\n",
         f"**wall time: {wall:.0f} s ({wall / 60:.1f} min)**\n",
-        "| rule | jobs | notebook seconds (sum) | per job (mean) |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    for rule, secs in sorted(durations.items()):
-        lines.append(f"| {rule} | {len(secs)} | {sum(secs):.0f} | {sum(secs) / len(secs):.0f} |")
-    lines += [
+        *job_times(results),
+        "",
         "",
         "What it found (retrain: test accuracy % of the found cell trained from scratch on this data; NB201 C-10: "
         "the cell's CIFAR-10 table accuracy, a transfer proxy):",
@@ -96,6 +86,23 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     append_result(text)
+
+
+def job_times(results: Path, by: str = "rule") -> list[str]:
+    """Papermill's duration of every notebook job of a run, summed per rule (or per `by`: a layout wildcard)."""
+    durations: dict[str, list[float]] = {}
+    for kind in ("notebook_log", "report_notebook"):
+        for nb in layout.run_files(results, kind):
+            fields = {"rule": "report", **layout.parse(nb)}
+            key = " · ".join(str(fields.get(k, "–")) for k in by.split(","))
+            seconds = json.loads(Path(nb).read_text())["metadata"]["papermill"].get("duration")
+            if seconds is not None:  # None: the job was stopped and has not finished since
+                durations.setdefault(key, []).append(seconds)
+    header = " | ".join(by.split(","))
+    return [f"| {header} | jobs | notebook seconds (sum) | per job (mean) |",
+            "| " + " | ".join("---" for _ in by.split(",")) + " | ---: | ---: | ---: |",
+            *(f"| {key.replace(' · ', ' | ')} | {len(secs)} | {sum(secs):.0f} | {sum(secs) / len(secs):.0f} |"
+              for key, secs in sorted(durations.items()))]
 
 
 def supernet_ranking(results: Path) -> list[str]:

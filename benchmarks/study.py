@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2nas import layout, spaces  # noqa: E402
 from e2nas import statistics as st  # noqa: E402
 from e2nas.names import E2NAS_METHODS, METHODS, RANDOM_METHOD  # noqa: E402
-from pipeline import latent_diagnostics  # noqa: E402
+from pipeline import job_times, latent_diagnostics  # noqa: E402
 from results_file import append_result  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -252,6 +252,9 @@ def main() -> None:
         *method_table(stats),
         *comparisons(frame, stats),
         *latent_diagnostics(results),
+        "", "Job times (papermill's duration of each notebook, summed by rule and method; a judge job trains one cell for "
+        "every method that found it):", "",
+        *job_times(results, "rule,method"),
     ]
     text = "\n".join(lines) + "\n"
     print(text)

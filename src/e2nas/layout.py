@@ -176,5 +176,6 @@ def parse(file: str | Path) -> dict:
 def run_files(run_dir: str | Path, kind: str) -> list[str]:
     """Every file of `kind` under one run's folder `results/{run}`, sorted."""
     run_dir = Path(run_dir)
-    pattern = _FIELD.sub("*", TEMPLATES[kind].split("/", 1)[1])
+    # a job name spans folders (`fashion-mnist/nb201/e2nas/seed0`): `**/*` there, `*` for one-segment wildcards
+    pattern = _FIELD.sub("*", TEMPLATES[kind].split("/", 1)[1].replace("{job}", "**/*"))
     return sorted(str(p) for p in run_dir.glob(pattern) if parse(p)["kind"] == kind)
