@@ -219,3 +219,19 @@ def test_the_ranking_table_has_worded_headers_two_decimals_and_no_index(tmp_path
     assert "τ vs ground truth" in html and "kendall_tau" not in html
     assert ">0.22<" in html and ">3<" in html and "NB201" not in html  # NB201 absent: no empty columns
     assert "row_heading" not in html  # no index column
+
+
+def test_a_frozen_e2nas_search_gets_a_sentence_not_an_empty_forgetting_chart():
+    """With `search.weight_paths: frozen` E2NAS takes no weight step, so it records no forgetting: the report
+    says so in a sentence instead of drawing empty axes; a search that took weight steps gets the chart."""
+    frozen = {("e2nas", 0): [{"epoch": e, "nb201_cifar10": 90.0, "forgetting": None} for e in range(3)],
+              ("gdas", 0): [{"epoch": e, "nb201_cifar10": 85.0, "forgetting": 0.5} for e in range(3)]}
+    assert "forgetting.png" not in report.trajectory_figures(frozen, table=None)
+    assert "weight_paths: frozen" in report.forgetting_note(frozen)
+
+    stepped = {**frozen, ("e2nas-paper", 0): [{"epoch": e, "nb201_cifar10": 88.0, "forgetting": 1.5 - e} for e in range(3)]}
+    figures = report.trajectory_figures(stepped, table=None)
+    assert report.forgetting_note(stepped) is None
+    (ax,) = figures["forgetting.png"].axes
+    assert [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")] == ["e2nas-paper"]
+    assert report.forgetting_note({("gdas", 0): frozen[("gdas", 0)]}) is None  # no E2NAS run: nothing to explain

@@ -610,14 +610,29 @@ def trajectory_figures(trajectories: dict[tuple[str, int], list[dict]], table) -
     out = {}
     if table is not None:
         out["table_accuracy_trajectories.png"] = plot_trajectories(trajectories, key="nb201_cifar10")
-    e2nas_runs = {k: v for k, v in trajectories.items() if k[0].startswith("e2nas")}
-    if e2nas_runs:
-        out["forgetting.png"] = plot_forgetting(e2nas_runs)
+    measured = forgetting_runs(trajectories)
+    if measured:
+        out["forgetting.png"] = plot_forgetting(measured)
     titles = {"table_accuracy_trajectories.png": "the NB201 table accuracy of each epoch's cell (transfer proxy)",
               "forgetting.png": "forgetting: what a$_{t-1}$ loses over one weight step on a$_t$ (E2NAS)"}
     for name, fig in out.items():
         fig.axes[0].set_title(titles[name], fontsize=10)
     return out
+
+
+def forgetting_runs(trajectories: dict[tuple[str, int], list[dict]]) -> dict[tuple[str, int], list[dict]]:
+    """The E2NAS runs that measured forgetting: those that took weight steps (not `search.weight_paths: frozen`)."""
+    return {k: v for k, v in trajectories.items()
+            if k[0].startswith("e2nas") and any(r.get("forgetting") is not None for r in v)}
+
+
+def forgetting_note(trajectories: dict[tuple[str, int], list[dict]]) -> str | None:
+    """Why there is no forgetting figure when E2NAS ran but measured none (an empty chart says nothing)."""
+    e2nas = sorted({m for m, _ in trajectories if m.startswith("e2nas")})
+    if not e2nas or forgetting_runs(trajectories):
+        return None
+    return (f"No forgetting figure: {', '.join(e2nas)} took no weight steps in the search (`search.weight_paths: frozen`, "
+            "the warm-up's weights are kept), so no cell's accuracy can be lost to another's update.")
 
 
 def draw_found_cells(frame: pd.DataFrame, space) -> Figure | None:
