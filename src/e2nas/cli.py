@@ -105,7 +105,9 @@ def _run_snakemake(cmd: list[str], root: Path) -> int:
 
     def forward(signum, frame):
         received.append(signum)
-        if child.poll() is None:
+        if child.poll() is None and signum == signal.SIGINT:  # Ctrl-C as a terminal gives it: Snakemake and its jobs
+            os.killpg(child.pid, signum)
+        elif child.poll() is None:  # SIGTERM: Snakemake's hooks stop the jobs (e2nas.run_control.StopSignals)
             child.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}

@@ -10,7 +10,10 @@
   (`e2nas.atomic.remove_orphans`).
 - **Stops on request** (`StopSignals`): SIGTERM or SIGINT ends Snakemake with "At least one job
   did not complete successfully" although it stopped cleanly; the hooks record the signal and
-  `onerror` says that it stopped on request and how to resume.
+  `onerror` says that it stopped on request and how to resume. Snakemake's SIGTERM stops only its
+  scheduler and lets running jobs finish (a search can run many minutes), so on SIGTERM the jobs get
+  the SIGINT a terminal's Ctrl-C gives them: they stop, their checkpoints kept. A signal the process
+  was started ignoring (SIGINT under `nohup … &` from a script) stays ignored.
 - **Damaged results** (`damaged_outputs`): a truncated `result.json` fails its consumer, and a
   plain rerun repeats that (Snakemake judges files by time, not content; and with the searches as
   Snakemake checkpoints even a deleted result.json is not replanned); `onerror` names each damaged
@@ -124,8 +127,12 @@ class StopSignals:
     def install(cls) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous = signal.getsignal(sig)
+            if previous == signal.SIG_IGN:  # a background job of a script's shell: not a stop request
+                continue
 
             def handler(signum, frame, previous=previous):
+                if cls.received is None and signum == signal.SIGTERM:
+                    stop_jobs()
                 cls.received = cls.received or signum
                 if callable(previous):
                     return previous(signum, frame)
@@ -142,6 +149,18 @@ class StopSignals:
         if cls.received is None:
             return None
         return stopped_note(cls.received)
+
+
+def stop_jobs() -> None:
+    """SIGINT to every process under this one (the jobs' shells, notebooks and kernels), as Ctrl-C in a
+    terminal sends it to the whole process group: a stage stops at once and resumes from its checkpoint."""
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.send_signal(signal.SIGINT)
+        except psutil.NoSuchProcess:  # ended meanwhile
+            pass
 
 
 def stopped_note(signum: int, command: str = "the same command") -> str:

@@ -84,6 +84,30 @@ def test_a_stop_signal_is_recorded_on_its_way_to_the_handler_in_place():
     assert out.stdout.splitlines()[1].startswith("stopped on request (SIGTERM): ")
 
 
+def test_sigterm_stops_the_running_jobs_with_sigint_and_an_ignored_sigint_stays_ignored(tmp_path):
+    """Snakemake's own SIGTERM handler only stops scheduling and waits for the running jobs (a search: many
+    minutes); its jobs now get SIGINT, as from Ctrl-C in a terminal. A SIGINT the process was started ignoring
+    (a script's `nohup snakemake … &`) is left ignored, not turned into a stop request."""
+    job = ("import signal, sys, time\n"
+           "signal.signal(signal.SIGINT, lambda s, f: (print('job got SIGINT', flush=True), sys.exit(130)))\n"
+           "print('job running', flush=True); time.sleep(60); print('job finished', flush=True)\n")
+    code = ("import os, signal, subprocess, sys, time; from e2nas.run_control import StopSignals\n"
+            "signal.signal(signal.SIGTERM, lambda s, f: None)\n"  # Snakemake's graceful handler: stops nothing
+            f"child = subprocess.Popen([sys.executable, '-c', {job!r}], stdout=subprocess.PIPE, text=True)\n"
+            "assert child.stdout.readline() == 'job running\\n'\n"
+            "StopSignals.install(); start = time.monotonic(); os.kill(os.getpid(), signal.SIGTERM)\n"
+            "print(child.stdout.read().strip(), child.wait(), f'{time.monotonic() - start < 30}')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "job got SIGINT 130 True", out.stderr[-2000:]
+
+    ignored = ("import os, signal; from e2nas.run_control import StopSignals\n"
+               "signal.signal(signal.SIGINT, signal.SIG_IGN); StopSignals.install()\n"
+               "os.kill(os.getpid(), signal.SIGINT); print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN, "
+               "StopSignals.note())\n")
+    out = subprocess.run([sys.executable, "-c", ignored], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "True None", out.stderr[-2000:]
+
+
 def test_a_second_pipeline_of_a_run_stops_at_its_start_naming_the_first(tmp_path):
     """Item 5: after `--unlock` (which the lock message suggests) a second pipeline deleted the first's files;
     now it stops before any job, with one line naming the first's PID."""
@@ -109,9 +133,9 @@ def test_sigterm_to_snakemake_says_it_stopped_on_request_and_frees_the_run(tmp_p
     cmd = [SNAKEMAKE, "-s", str(project / "Snakefile"), "-d", str(workdir), "--configfile", str(project / "config" / "smoke.yaml"),
            "--cores", "2"]
     proc = subprocess.Popen(cmd, env=pipeline_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    notebooks = workdir / "results" / "smoke" / "notebooks"
+    warmups = workdir / "results" / "smoke" / "notebooks" / "warmup_supernet"
     deadline = time.monotonic() + 600
-    while not (notebooks.exists() and any(notebooks.rglob("*.ipynb"))):
+    while not (warmups.exists() and any(warmups.rglob("*.ipynb"))):  # a warm-up job has started
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
@@ -119,6 +143,8 @@ def test_sigterm_to_snakemake_says_it_stopped_on_request_and_frees_the_run(tmp_p
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert "stopped on request (SIGTERM)" in err and "rerun the same command to resume" in err
     assert "At least one job did not complete successfully" not in err
+    # the running warm-up was stopped, not waited for (Snakemake's own SIGTERM lets it finish)
+    assert not list((workdir / "results" / "smoke" / "supernet").rglob("warmup.pt")), err[-3000:]
     assert not RunLock(workdir / "results" / "smoke").held_elsewhere()
 
 
