@@ -129,7 +129,7 @@ def comparisons(frame: pd.DataFrame, stats: pd.DataFrame) -> list[str]:
         return []
     by = {m: dict(zip(g["seed"], g["ground_truth_percentile"])) for m, g in frame.groupby("method")}
     rows = st.paired_comparisons(by, REFERENCE)
-    spread = float(np.sqrt(np.nanmean(stats["percentile_sd"] ** 2)))
+    spread = float(np.sqrt(np.nanmean(stats["percentile_sd"] ** 2))) if stats["percentile_sd"].notna().any() else np.nan
     n = int(stats.loc[REFERENCE, "seeds"])
     lines = ["", f"E2NAS − each method, paired by seed (mean difference of percentiles; one-sided bootstrap p for \"E2NAS is "
                  f"ahead\", Holm at 5% over {len(rows)} comparisons; the interval at each comparison's Holm level):", "",
@@ -139,6 +139,9 @@ def comparisons(frame: pd.DataFrame, stats: pd.DataFrame) -> list[str]:
         lines.append(f"| {r['other']} | {r['seeds']} | {fmt(r['difference'])} | [{fmt(r['low'])}, {fmt(r['high'])}] | "
                      f"{fmt(r['p'], 4)} | {fmt(r['holm_alpha'], 4)} | {'yes' if r['ahead'] else 'no'} |")
     headline = next((r for r in rows if r["other"] == "random-search"), None)
+    if n < st.MIN_PAIRED_SEEDS:  # no spread from one seed, no test below three (e2nas.statistics)
+        return [*lines, "", f"At {n} seed(s) there is no spread to measure and no test (it needs {st.MIN_PAIRED_SEEDS} paired "
+                            "seeds): the differences above are one seed's, not findings."]
     lines += ["", f"Seed-to-seed spread of a method's percentile (pooled sd): {spread:.1f} points; at {n} seeds the smallest "
                   f"difference of means this run detects (80% power, two-sided 5%) is {st.detectable_difference(spread, n):.1f} points."]
     if headline:
