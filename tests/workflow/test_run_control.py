@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -142,18 +144,24 @@ def test_sigterm_to_snakemake_stops_the_running_warmup_says_so_and_keeps_its_che
     checkpoint = Path(layout.checkpoint("warmup_supernet", run="smoke", root=str(workdir / "results"), **job))
     warmup = Path(layout.path("warmup", run="smoke", root=str(workdir / "results"), **job))
     cmd = [SNAKEMAKE, "-s", str(project / "Snakefile"), "-d", str(workdir), "--configfile", str(profile), "--cores", "2"]
-    proc = subprocess.Popen(cmd, env=pipeline_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "snakemake.err"  # a file, not a pipe: a job left running must not hold the test's reads open
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(cmd, env=pipeline_env(), stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    jobs = []
     try:
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + 900
         while not checkpoint.exists():  # the warm-up has trained an epoch: it is in its loop
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
+        jobs = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=300)  # a hang guard: unstopped, the warm-up runs on for an hour
+        proc.wait(timeout=300)  # a hang guard: unstopped, the warm-up runs on for an hour
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        for process in [psutil.Process(proc.pid), *jobs] if proc.poll() is None else jobs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        proc.wait()
+    err = log.read_text()
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert "stopped on request (SIGTERM)" in err and "rerun the same command to resume" in err
     assert "At least one job did not complete successfully" not in err
