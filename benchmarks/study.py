@@ -11,7 +11,13 @@ each searched supernet's τ on the ranked (held-out) cells; and where each metho
 under the warm-up supernet and under its own searched one.
 
     python benchmarks/study.py --results results/study-nb201 [--wall-minutes M] [--revision REV]
+                               [--recorded benchmarks/study/study-nb201.csv]
     python benchmarks/study.py --size-random-search [--configfile config/study-nb201.yaml]
+
+`--recorded CSV` adds the rows of seeds the run does not hold from an earlier record of the same profile
+(this script's own CSV, kept in git): a study run over several machines or sessions whose `results/` did not
+survive. A seed in both must give the same found cell and percentile, which shows the rerun reproduces
+the record; a seed that does not is named and its fresh row kept.
 
 `--size-random-search` times, on the profile and in CPU-seconds, one table-protocol training with its
 scoring (random search's unit) and one E2NAS search job with its share of the warm-up (shared by the
@@ -88,6 +94,28 @@ def study_rows(results: Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=COLUMNS).astype({"distinct_cells_last_epoch": "Int64"})
     frame["order"] = frame["method"].map(ORDER.index)
     return frame.sort_values(["order", "seed"]).drop(columns="order").reset_index(drop=True)
+
+
+def merge_recorded(frame: pd.DataFrame, recorded: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """`frame` plus `recorded`'s rows for seeds `frame` lacks; each seed in both checked against its record."""
+    key = ["method", "seed"]
+    fresh_seeds = set(frame["seed"])
+    both = frame.merge(recorded, on=key, suffixes=("", "_recorded"))
+    agree = (both["arch"] == both["arch_recorded"]) & np.isclose(
+        both["ground_truth_percentile"], both["ground_truth_percentile_recorded"], atol=0.01)
+    notes = []
+    if len(both):
+        notes.append(f"{int(agree.sum())} of {len(both)} method-seed rows rerun here reproduce their recorded row "
+                     f"(seeds {', '.join(map(str, sorted(set(both['seed']))))}: same found cell and percentile)")
+    for _, r in both[~agree].iterrows():
+        notes.append(f"{r['method']} seed {r['seed']} differs from its record: `{r['arch']}` at {r['ground_truth_percentile']:.2f} "
+                     f"here, `{r['arch_recorded']}` at {r['ground_truth_percentile_recorded']:.2f} recorded (the fresh row is used)")
+    added = recorded[~recorded["seed"].isin(fresh_seeds)]
+    if len(added):
+        notes.append(f"seeds {', '.join(map(str, sorted(set(added['seed']))))} from the record ({len(added)} rows; not in this run's results)")
+    merged = pd.concat([frame, added[frame.columns]], ignore_index=True).astype({"distinct_cells_last_epoch": "Int64"})
+    merged["order"] = merged["method"].map(ORDER.index)
+    return merged.sort_values(["order", "seed"]).drop(columns="order").reset_index(drop=True), notes
 
 
 def per_method(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -231,6 +259,7 @@ def main() -> None:
     parser.add_argument("--revision", default=None, help="the git revision the run used, to record")
     parser.add_argument("--size-random-search", action="store_true", help="time random search's unit against an E2NAS job")
     parser.add_argument("--configfile", default=str(REPO / "config" / "study-nb201.yaml"))
+    parser.add_argument("--recorded", default=None, help="an earlier CSV of this script: its seeds the run lacks are added")
     parser.add_argument("--no-record", action="store_true", help="print only")
     args = parser.parse_args()
     if args.size_random_search:
@@ -240,6 +269,9 @@ def main() -> None:
         parser.error("--results is required (or --size-random-search)")
     results = Path(args.results)
     frame = study_rows(results)
+    merged_notes = []
+    if args.recorded:
+        frame, merged_notes = merge_recorded(frame, pd.read_csv(args.recorded))
     out = Path(args.out or HERE / "study" / f"{results.name}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.round(2).to_csv(out, index=False)
@@ -252,6 +284,7 @@ def main() -> None:
         f"machine {platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs); revision {args.revision or 'unrecorded'}; "
         f"wall {'unrecorded' if args.wall_minutes is None else f'{args.wall_minutes:.0f} min'}; per-run rows in `{rel(out)}`, "
         f"percentile against CPU-seconds in `{rel(figure)}`\n",
+        *[f"- {note}" for note in merged_notes], *([""] if merged_notes else []),
         *method_table(stats),
         *comparisons(frame, stats),
         *latent_diagnostics(results),
