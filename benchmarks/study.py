@@ -16,8 +16,9 @@ under the warm-up supernet and under its own searched one.
 
 `--recorded CSV` adds the rows of seeds the run does not hold from an earlier record of the same profile
 (this script's own CSV, kept in git): a study run over several machines or sessions whose `results/` did not
-survive. A seed in both must give the same found cell and percentile, which shows the rerun reproduces
-the record; a seed that does not is named and its fresh row kept.
+survive. A seed in both is checked against its record and a difference named (the fresh row is used): on
+one machine a rerun is bitwise the same, across machines it need not be (CPU kernels round differently, so
+trainings differ in the last digits and searches can take other paths: RESULTS.md, seed 0 rerun 2026-12-07).
 
 `--size-random-search` times, on the profile and in CPU-seconds, one table-protocol training with its
 scoring (random search's unit) and one E2NAS search job with its share of the warm-up (shared by the
