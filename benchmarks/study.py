@@ -181,6 +181,31 @@ def comparisons(frame: pd.DataFrame, stats: pd.DataFrame) -> list[str]:
     return lines
 
 
+def judge_favourites(results: Path) -> list[str]:
+    """Per supernet, the ground-truth percentile of its favourite among stage 6's ranked cells: what an optimiser that
+    found exactly what this judge likes best would get there, so a found cell's shortfall splits into judge and optimiser."""
+    per_supernet: dict[str, list[tuple[int, dict]]] = {}
+    cells = set()
+    for seed, ranking in sorted(rankings(results).items()):
+        cells.add(len(ranking["cells"]))
+        for name, entry in ranking["supernets"].items():
+            per_supernet.setdefault(name, []).append((seed, entry))
+    if not per_supernet:
+        return []
+    lines = ["", f"What each judge likes best (stage 6: the highest-scoring of the {'/'.join(map(str, sorted(cells)))} ranked cells, "
+                 "the cell a perfect optimiser under that supernet would pick among them; its ground-truth mean as a "
+                 "percentile of the table's trainings), over the seeds in this run's results:", "",
+             "| supernet | seeds | its favourite's percentile: mean (per seed) | top-10% precision | parameter-free share of its top 10 |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for name, entries in per_supernet.items():
+        value = lambda key, entries=entries: [e.get(key, np.nan) for _, e in entries]  # noqa: E731
+        favourites = value("favourite_percentile")
+        per_seed = ", ".join(f"{seed}: {f:.0f}" for (seed, _), f in zip(entries, favourites))
+        lines.append(f"| {name} | {len(entries)} | {np.nanmean(favourites):.1f} ({per_seed}) | "
+                     f"{np.nanmean(value('top10_precision')):.2f} | {np.nanmean(value('parameter_free_top10')):.2f} |")
+    return lines
+
+
 def cost_figure(frame: pd.DataFrame, out: Path) -> Path:
     from matplotlib.figure import Figure
 
@@ -288,6 +313,7 @@ def main() -> None:
         *[f"- {note}" for note in merged_notes], *([""] if merged_notes else []),
         *method_table(stats),
         *comparisons(frame, stats),
+        *judge_favourites(results),
         *latent_diagnostics(results),
         "", "Job times (papermill's duration of each notebook, summed by rule and method; a judge job trains one cell for "
         "every method that found it):", "",

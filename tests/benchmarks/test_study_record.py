@@ -51,3 +51,23 @@ def test_a_rerun_seed_that_differs_from_its_record_is_named_and_the_fresh_row_ke
 def test_a_percentile_off_its_record_counts_as_a_difference(study):
     _, notes = study.merge_recorded(rows(study, [0], percentile=50.0), rows(study, [0], percentile=50.5))
     assert notes[0].startswith("0 of 2")
+
+
+def test_each_judges_favourite_is_reported_per_seed_and_averaged(study, tmp_path):
+    """What a perfect optimiser under each supernet would find among the ranked cells: the judge's half of a shortfall."""
+    import json
+
+    from e2nas import layout
+
+    results = tmp_path / "study-nb201"
+    for seed, (warmup, darts) in {1: (57.0, 90.0), 2: (71.0, 52.0)}.items():
+        file = Path(layout.path("ranking", run=results.name, root=str(tmp_path), dataset="fashion-mnist", space="nb201",
+                                seed=seed))
+        file.parent.mkdir(parents=True, exist_ok=True)
+        entry = lambda f: {"favourite_percentile": f, "top10_precision": 0.2, "parameter_free_top10": 0.5}  # noqa: E731
+        file.write_text(json.dumps({"cells": ["|a|"] * 97, "supernets": {"warm-up": entry(warmup), "darts": entry(darts)}}))
+    lines = study.judge_favourites(results)
+    assert "97 ranked cells" in lines[1]
+    assert "| warm-up | 2 | 64.0 (1: 57, 2: 71) | 0.20 | 0.50 |" in lines
+    assert "| darts | 2 | 71.0 (1: 90, 2: 52) | 0.20 | 0.50 |" in lines
+    assert study.judge_favourites(tmp_path / "empty") == []
