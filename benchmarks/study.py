@@ -7,8 +7,9 @@ appends to benchmarks/RESULTS.md: per method the mean ground-truth percentile (t
 cell's judge trainings of each one's percentile among the table's single trainings) with a 95%
 percentile-bootstrap interval over seeds; E2NAS against every other method, paired by seed, with
 Holm-corrected bootstrap intervals (e2nas.statistics); the smallest difference the run could detect;
-each searched supernet's τ on the ranked (held-out) cells; and where each method's found cell sits
-under the warm-up supernet and under its own searched one.
+each searched supernet's τ on the ranked (held-out) cells; where each method's found cell sits
+under the warm-up supernet and under its own searched one; and each supernet's favourite among the
+ranked cells (what a perfect optimiser under that judge would find there).
 
     python benchmarks/study.py --results results/study-nb201 [--wall-minutes M] [--revision REV]
                                [--recorded benchmarks/study/study-nb201.csv]
